@@ -1,0 +1,348 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+/// @title PoLChain
+/// @notice Records a Proof-of-Learning chain whose blocks are verified off chain (Directed Guiding
+/// Gradients) and attested here. The contract hashes each header itself, checks that it extends the
+/// tip, and derives the next block's requirements from the tip hash.
+/// @dev The header layout, its hash and the requirement derivation are specified in docs/PROTOCOL.md
+/// and pinned by tests/vectors/*.json, which both forge and pytest check.
+contract PoLChain {
+    // ───────────────────────────────────────────── types ─────────────────────────────────────────────
+
+    /// @notice A block header; `keccak256(abi.encode(header))` is the block hash.
+    struct Header {
+        bytes32 parent;
+        uint64 height;
+        bytes32 taskSpecHash;
+        bytes32 weightsHash; // W, before the verified step
+        bytes32 newWeightsHash; // W', the verifier's canonical recomputation
+        uint32[] indices; // P
+        uint32 correctBefore;
+        uint32 correctAfter;
+        uint8 difficulty; // k
+        address miner;
+    }
+
+    /// @notice Everything fixed at genesis.
+    struct Genesis {
+        bytes32 taskSpecHash;
+        bytes32 weightsHash;
+        uint64 numParams; // |W|
+        uint32 batchSize; // S
+        uint32 correct; // correct test predictions of the genesis weights
+        uint32 sabotageTolerance;
+        uint8 difficulty; // initial k
+        uint8 minDifficulty;
+        uint8 maxDifficulty;
+        uint8 maxRetargetStep; // most bits k may move at one retarget
+        uint32 retargetInterval; // blocks per difficulty epoch
+        uint32 targetBlockTime; // seconds
+        address attester;
+        address owner;
+    }
+
+    // ──────────────────────────────────────────── errors ─────────────────────────────────────────────
+
+    /// @notice The header's parent is not the tip.
+    error StaleParent(bytes32 expected, bytes32 got);
+    /// @notice The header's height is not tip height + 1.
+    error WrongHeight(uint64 expected, uint64 got);
+    /// @notice The caller may not attest blocks.
+    error NotAttester(address who);
+    /// @notice The caller is not the owner.
+    error NotOwner(address who);
+    /// @notice The header is for another task.
+    error WrongTask(bytes32 expected, bytes32 got);
+    /// @notice The header's k is not the current difficulty.
+    error WrongDifficulty(uint8 expected, uint8 got);
+    /// @notice P does not hold exactly S indices.
+    error WrongBatchSize(uint256 expected, uint256 got);
+    /// @notice accuracy(W', E) must exceed accuracy(W, E).
+    error AccuracyNotImproved(uint32 correctBefore, uint32 correctAfter);
+    /// @notice W scores more than the tolerance below the parent's W'.
+    error SabotageGuard(uint32 parentCorrect, uint32 correctBefore, uint32 tolerance);
+    /// @notice k is outside [1, 255] or more than half of |W|.
+    error InvalidDifficulty(uint256 k, uint256 numParams);
+    /// @notice A genesis parameter is unusable.
+    error InvalidGenesis(string reason);
+    /// @notice The zero address was given where an account is needed.
+    error ZeroAddress();
+    /// @notice Removing the last attester would halt the chain.
+    error LastAttester(address who);
+
+    // ──────────────────────────────────────────── events ─────────────────────────────────────────────
+
+    /// @notice A block was recorded; the data is exactly abi.encode(header), so logs rebuild the chain.
+    event BlockAttested(bytes32 indexed blockHash, uint64 indexed height, Header header);
+    /// @notice k moved at an epoch boundary.
+    event DifficultyRetargeted(uint64 indexed height, uint8 oldDifficulty, uint8 newDifficulty, uint256 elapsed);
+    /// @notice `attester` may now attest blocks.
+    event AttesterAdded(address indexed attester);
+    /// @notice `attester` may no longer attest blocks.
+    event AttesterRemoved(address indexed attester);
+    /// @notice Ownership moved.
+    event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
+
+    // ──────────────────────────────────────────── storage ────────────────────────────────────────────
+
+    /// @notice Hash of the tip block; it commits to the whole history through parent links.
+    bytes32 public tipHash;
+    /// @notice Hash of W' at the tip: the model everyone trains next.
+    bytes32 public latestModelHash;
+
+    /// @dev One slot with everything the next submission reads besides the two hashes.
+    struct Tip {
+        uint64 height;
+        uint32 correct; // correctAfter of the tip, for the sabotage guard
+        uint8 difficulty;
+        uint40 epochStart; // timestamp of the first block of the current difficulty epoch
+        uint16 attesterCount;
+        uint8 threshold; // signatures a block needs; 1 = a single attester sends the transaction
+    }
+
+    Tip internal _tip;
+
+    /// @notice Accounts that may attest blocks. A k-of-n quorum reuses this set with `threshold` > 1.
+    mapping(address => bool) public isAttester;
+    /// @notice The account that manages attesters.
+    address public owner;
+
+    bytes32 public immutable TASK_SPEC_HASH;
+    bytes32 public immutable GENESIS_HASH;
+    uint256 public immutable NUM_PARAMS;
+    uint256 public immutable BATCH_SIZE;
+    uint32 public immutable SABOTAGE_TOLERANCE;
+    uint8 public immutable MIN_DIFFICULTY;
+    uint8 public immutable MAX_DIFFICULTY;
+    uint8 public immutable MAX_RETARGET_STEP;
+    uint32 public immutable RETARGET_INTERVAL;
+    uint32 public immutable TARGET_BLOCK_TIME;
+
+    // ────────────────────────────────────────── constructor ──────────────────────────────────────────
+
+    /// @param g The genesis parameters; the genesis block (height 0) is recorded at once.
+    constructor(Genesis memory g) {
+        if (g.attester == address(0) || g.owner == address(0)) revert ZeroAddress();
+        if (g.batchSize == 0) revert InvalidGenesis("batchSize is zero");
+        if (g.retargetInterval == 0 || g.targetBlockTime == 0) revert InvalidGenesis("retarget settings are zero");
+        if (g.minDifficulty > g.difficulty || g.difficulty > g.maxDifficulty) {
+            revert InvalidGenesis("difficulty outside [min, max]");
+        }
+        _checkDifficulty(g.minDifficulty, g.numParams);
+        _checkDifficulty(g.maxDifficulty, g.numParams);
+
+        TASK_SPEC_HASH = g.taskSpecHash;
+        NUM_PARAMS = g.numParams;
+        BATCH_SIZE = g.batchSize;
+        SABOTAGE_TOLERANCE = g.sabotageTolerance;
+        MIN_DIFFICULTY = g.minDifficulty;
+        MAX_DIFFICULTY = g.maxDifficulty;
+        MAX_RETARGET_STEP = g.maxRetargetStep;
+        RETARGET_INTERVAL = g.retargetInterval;
+        TARGET_BLOCK_TIME = g.targetBlockTime;
+
+        Header memory genesis = Header({
+            parent: bytes32(0),
+            height: 0,
+            taskSpecHash: g.taskSpecHash,
+            weightsHash: g.weightsHash,
+            newWeightsHash: g.weightsHash,
+            indices: new uint32[](0),
+            correctBefore: g.correct,
+            correctAfter: g.correct,
+            difficulty: g.difficulty,
+            miner: address(0)
+        });
+        bytes32 genesisHash = keccak256(abi.encode(genesis));
+        GENESIS_HASH = genesisHash;
+        tipHash = genesisHash;
+        latestModelHash = g.weightsHash;
+        _tip = Tip({
+            height: 0,
+            correct: g.correct,
+            difficulty: g.difficulty,
+            epochStart: uint40(block.timestamp),
+            attesterCount: 1,
+            threshold: 1
+        });
+        isAttester[g.attester] = true;
+        owner = g.owner;
+        emit OwnershipTransferred(address(0), g.owner);
+        emit AttesterAdded(g.attester);
+        emit BlockAttested(genesisHash, 0, genesis);
+    }
+
+    // ───────────────────────────────────────────── logic ─────────────────────────────────────────────
+
+    /// @notice Record a verified block on top of the tip. Only an attester may call it.
+    /// @param h The header, in the layout the Python core encodes.
+    /// @return blockHash keccak256(abi.encode(h)), now the tip.
+    function submitBlock(Header calldata h) external returns (bytes32 blockHash) {
+        if (!isAttester[msg.sender]) revert NotAttester(msg.sender);
+        Tip memory t = _tip;
+        bytes32 currentTip = tipHash;
+        if (h.parent != currentTip) revert StaleParent(currentTip, h.parent);
+        // The height check also makes a repeated hash impossible: heights only grow.
+        if (h.height != t.height + 1) revert WrongHeight(t.height + 1, h.height);
+        if (h.taskSpecHash != TASK_SPEC_HASH) revert WrongTask(TASK_SPEC_HASH, h.taskSpecHash);
+        if (h.difficulty != t.difficulty) revert WrongDifficulty(t.difficulty, h.difficulty);
+        if (h.indices.length != BATCH_SIZE) revert WrongBatchSize(BATCH_SIZE, h.indices.length);
+        if (h.correctAfter <= h.correctBefore) revert AccuracyNotImproved(h.correctBefore, h.correctAfter);
+        if (uint256(h.correctBefore) + SABOTAGE_TOLERANCE < t.correct) {
+            revert SabotageGuard(t.correct, h.correctBefore, SABOTAGE_TOLERANCE);
+        }
+
+        blockHash = keccak256(abi.encode(h));
+        tipHash = blockHash;
+        latestModelHash = h.newWeightsHash;
+        t.height = h.height;
+        t.correct = h.correctAfter;
+        if (h.height % RETARGET_INTERVAL == 0) {
+            uint256 elapsed = block.timestamp - t.epochStart;
+            uint8 k = computeRetarget(t.difficulty, elapsed);
+            if (k != t.difficulty) emit DifficultyRetargeted(h.height, t.difficulty, k, elapsed);
+            t.difficulty = k;
+            t.epochStart = uint40(block.timestamp);
+        }
+        _tip = t;
+        emit BlockAttested(blockHash, h.height, h);
+    }
+
+    /// @notice New k after an epoch that took `elapsed` seconds. One requirement halves the success
+    /// chance of an attempt, so each factor of two between target and observed time moves k by one.
+    /// @param k The difficulty during the epoch.
+    /// @param elapsed Seconds from the epoch's start to its last block.
+    function computeRetarget(uint8 k, uint256 elapsed) public view returns (uint8) {
+        uint256 expected = uint256(RETARGET_INTERVAL) * TARGET_BLOCK_TIME;
+        uint256 observed = elapsed == 0 ? 1 : elapsed;
+        uint256 step;
+        while (observed * 2 <= expected && k < MAX_DIFFICULTY && step < MAX_RETARGET_STEP) {
+            observed *= 2;
+            ++k;
+            ++step;
+        }
+        while (observed >= expected * 2 && k > MIN_DIFFICULTY && step < MAX_RETARGET_STEP) {
+            observed /= 2;
+            --k;
+            ++step;
+        }
+        return k;
+    }
+
+    /// @notice The requirements R for a block on a parent with hash `seed`, at the current difficulty.
+    /// @param seed The parent block's hash.
+    /// @return r k values in [0, 2|W|): weight r/2 must decrease when r is odd, increase when even.
+    function requirements(bytes32 seed) external view returns (uint256[] memory r) {
+        return computeRequirements(seed, _tip.difficulty, NUM_PARAMS);
+    }
+
+    /// @notice The requirements the next block must meet: derived from the tip hash.
+    /// @return r As in `requirements(tipHash)`.
+    function nextRequirements() external view returns (uint256[] memory r) {
+        return computeRequirements(tipHash, _tip.difficulty, NUM_PARAMS);
+    }
+
+    /// @notice r_i = keccak256(abi.encodePacked(seed, uint32(counter))) mod 2|W|, skipping any r
+    /// whose weight r/2 is already required (collision avoidance), until k are drawn.
+    /// @param seed The parent block's hash.
+    /// @param k The difficulty.
+    /// @param numParams |W|.
+    /// @return r The k requirements in draw order.
+    function computeRequirements(bytes32 seed, uint256 k, uint256 numParams)
+        public
+        pure
+        returns (uint256[] memory r)
+    {
+        _checkDifficulty(k, numParams);
+        r = new uint256[](k);
+        uint256 modulus = 2 * numParams;
+        uint256 found;
+        for (uint32 counter; found < k; ++counter) {
+            uint256 candidate = uint256(keccak256(abi.encodePacked(seed, counter))) % modulus;
+            bool taken;
+            for (uint256 j; j < found; ++j) {
+                if (r[j] / 2 == candidate / 2) {
+                    taken = true;
+                    break;
+                }
+            }
+            if (!taken) r[found++] = candidate;
+        }
+    }
+
+    /// @notice Height of the tip.
+    function tipHeight() external view returns (uint64) {
+        return _tip.height;
+    }
+
+    /// @notice The k the next block must carry.
+    function difficulty() external view returns (uint8) {
+        return _tip.difficulty;
+    }
+
+    /// @notice Correct test predictions of the tip's W'.
+    function tipCorrect() external view returns (uint32) {
+        return _tip.correct;
+    }
+
+    /// @notice Timestamp at which the current difficulty epoch started.
+    function epochStart() external view returns (uint40) {
+        return _tip.epochStart;
+    }
+
+    /// @notice Number of attesters and the signatures a block needs.
+    function attesterQuorum() external view returns (uint16 count, uint8 threshold) {
+        return (_tip.attesterCount, _tip.threshold);
+    }
+
+    /// @notice Tip hash, height, W' hash and difficulty in one call.
+    function tip() external view returns (bytes32 hash, uint64 height, bytes32 modelHash, uint8 k) {
+        return (tipHash, _tip.height, latestModelHash, _tip.difficulty);
+    }
+
+    /// @notice The block hash the contract computes for `h`.
+    /// @param h A header.
+    function hashHeader(Header calldata h) external pure returns (bytes32) {
+        return keccak256(abi.encode(h));
+    }
+
+    /// @notice Allow `a` to attest blocks. Owner only.
+    /// @param a The new attester.
+    function addAttester(address a) external {
+        _onlyOwner();
+        if (a == address(0)) revert ZeroAddress();
+        if (isAttester[a]) return;
+        isAttester[a] = true;
+        ++_tip.attesterCount;
+        emit AttesterAdded(a);
+    }
+
+    /// @notice Stop `a` from attesting blocks. Owner only; the last attester cannot be removed.
+    /// @param a The attester to remove.
+    function removeAttester(address a) external {
+        _onlyOwner();
+        if (!isAttester[a]) return;
+        if (_tip.attesterCount == 1) revert LastAttester(a);
+        isAttester[a] = false;
+        --_tip.attesterCount;
+        emit AttesterRemoved(a);
+    }
+
+    /// @notice Hand ownership to `newOwner`. Owner only.
+    /// @param newOwner The next owner.
+    function transferOwnership(address newOwner) external {
+        _onlyOwner();
+        if (newOwner == address(0)) revert ZeroAddress();
+        emit OwnershipTransferred(owner, newOwner);
+        owner = newOwner;
+    }
+
+    function _onlyOwner() internal view {
+        if (msg.sender != owner) revert NotOwner(msg.sender);
+    }
+
+    function _checkDifficulty(uint256 k, uint256 numParams) internal pure {
+        if (k == 0 || k > 255 || 2 * k > numParams) revert InvalidDifficulty(k, numParams);
+    }
+}

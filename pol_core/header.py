@@ -1,0 +1,135 @@
+"""The block header, its ABI encoding and its hash: the same bytes PoLChain.sol hashes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+
+from .keccak import keccak256
+from .types import (
+    ZERO_ADDRESS,
+    ZERO_HASH,
+    Address,
+    CorrectCount,
+    Difficulty,
+    Hash32,
+    Height,
+    InvalidHeader,
+    SampleIndex,
+)
+
+# Mirrors `struct Header` in contracts/src/PoLChain.sol, field for field.
+HEADER_ABI_TYPE = "(bytes32,uint64,bytes32,bytes32,bytes32,uint32[],uint32,uint32,uint8,address)"
+UINT32_MAX = (1 << 32) - 1
+UINT64_MAX = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class Header:
+    parent: Hash32
+    height: Height
+    task_spec_hash: Hash32
+    weights_hash: Hash32  # W, the weights before the verified step
+    new_weights_hash: Hash32  # W', the verifier's canonical recomputation
+    indices: tuple[SampleIndex, ...]  # P, in the order the mini-batch is built
+    correct_before: CorrectCount
+    correct_after: CorrectCount
+    difficulty: Difficulty  # k
+    miner: Address
+
+    def as_abi_tuple(self) -> tuple[Any, ...]:
+        return (
+            bytes(self.parent),
+            int(self.height),
+            bytes(self.task_spec_hash),
+            bytes(self.weights_hash),
+            bytes(self.new_weights_hash),
+            [int(i) for i in self.indices],
+            int(self.correct_before),
+            int(self.correct_after),
+            int(self.difficulty),
+            "0x" + bytes(self.miner).hex(),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "parent": "0x" + self.parent.hex(),
+            "height": int(self.height),
+            "taskSpecHash": "0x" + self.task_spec_hash.hex(),
+            "weightsHash": "0x" + self.weights_hash.hex(),
+            "newWeightsHash": "0x" + self.new_weights_hash.hex(),
+            "indices": [int(i) for i in self.indices],
+            "correctBefore": int(self.correct_before),
+            "correctAfter": int(self.correct_after),
+            "difficulty": int(self.difficulty),
+            "miner": "0x" + self.miner.hex(),
+        }
+
+
+def validate_header(h: Header) -> None:
+    # Each field must fit its Solidity type, or the contract would hash different bytes.
+    for name in ("parent", "task_spec_hash", "weights_hash", "new_weights_hash"):
+        if len(getattr(h, name)) != 32:
+            raise InvalidHeader(f"{name} must be 32 bytes")
+    if len(h.miner) != 20:
+        raise InvalidHeader("miner must be 20 bytes")
+    if not 0 <= h.height <= UINT64_MAX:
+        raise InvalidHeader(f"height {h.height} does not fit uint64")
+    if not all(0 <= i <= UINT32_MAX for i in h.indices):
+        raise InvalidHeader("every index must fit uint32")
+    if not (0 <= h.correct_before <= UINT32_MAX and 0 <= h.correct_after <= UINT32_MAX):
+        raise InvalidHeader("correct counts must fit uint32")
+    if not 0 <= h.difficulty <= 255:
+        raise InvalidHeader("difficulty must fit uint8")
+
+
+def compute_header_encoding(h: Header) -> bytes:
+    """abi.encode(header): a leading offset word, because the tuple holds a dynamic array."""
+    validate_header(h)
+    return abi_encode([HEADER_ABI_TYPE], [h.as_abi_tuple()])
+
+
+def compute_header_hash(h: Header) -> Hash32:
+    return keccak256(compute_header_encoding(h))
+
+
+def decode_header(data: bytes) -> Header:
+    (t,) = abi_decode([HEADER_ABI_TYPE], data)
+    return header_from_abi_tuple(t)
+
+
+def header_from_abi_tuple(t: Any) -> Header:
+    miner = t[9]
+    miner_bytes = bytes.fromhex(miner[2:]) if isinstance(miner, str) else bytes(miner)
+    return Header(
+        parent=Hash32(bytes(t[0])),
+        height=Height(int(t[1])),
+        task_spec_hash=Hash32(bytes(t[2])),
+        weights_hash=Hash32(bytes(t[3])),
+        new_weights_hash=Hash32(bytes(t[4])),
+        indices=tuple(SampleIndex(int(i)) for i in t[5]),
+        correct_before=CorrectCount(int(t[6])),
+        correct_after=CorrectCount(int(t[7])),
+        difficulty=Difficulty(int(t[8])),
+        miner=Address(miner_bytes),
+    )
+
+
+def compute_genesis_header(
+    task_spec_hash: Hash32, genesis_weights_hash: Hash32, genesis_correct: CorrectCount, k: Difficulty
+) -> Header:
+    """Height 0: W = W' = the task's initial weights, no indices, no miner."""
+    return Header(
+        parent=ZERO_HASH,
+        height=Height(0),
+        task_spec_hash=task_spec_hash,
+        weights_hash=genesis_weights_hash,
+        new_weights_hash=genesis_weights_hash,
+        indices=(),
+        correct_before=genesis_correct,
+        correct_after=genesis_correct,
+        difficulty=k,
+        miner=ZERO_ADDRESS,
+    )

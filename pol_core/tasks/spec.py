@@ -1,0 +1,124 @@
+"""A task: a frozen description of model, data, step and margins, pinned by a spec hash."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..keccak import keccak256, new_keccak256
+from ..types import DatasetError, Hash32
+from ..weights import compute_entry_prefix, compute_tensor_bytes, compute_weights_hash, count_learnable
+
+SPEC_VERSION = "pol-task-spec/1"
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: str
+    arch: str  # a versioned architecture id; the constructor for it lives in this package
+    init_seed: int  # torch.manual_seed before constructing the model on CPU
+    batch_size: int  # S
+    lr: float
+    optimizer: str  # always "sgd": plain SGD, no momentum, no weight decay
+    mean: tuple[float, ...]  # per channel, applied after dividing uint8 pixels by `scale`
+    std: tuple[float, ...]
+    scale: float
+    eval_batch: int  # test-set chunk size; fixed so every verifier runs the same kernels
+    delta_margin: float  # prover-side: every required |dw| must exceed this
+    logit_margin: float  # prover-side: predictions this close to a tie count against the prover
+    sabotage_tolerance: int  # correct answers W may lose against the parent's W'
+    allow_equal: bool  # the paper's non-strict check (unchanged weights pass); off by default
+    initial_difficulty: int
+    extra: tuple[tuple[str, str], ...] = field(default=())  # data options, e.g. the test-set size
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Raw data exactly as hashed: uint8 images (N, C, H, W) and int64 labels (N,)."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+def compute_dataset_fingerprint(data: TaskData) -> Hash32:
+    """keccak256 over the four tensors in the weights-hash entry format, names train_x ... test_y."""
+    h = new_keccak256()
+    for name in ("train_x", "train_y", "test_x", "test_y"):
+        t = getattr(data, name)
+        h.update(compute_entry_prefix(name, t))
+        h.update(compute_tensor_bytes(t))
+    return Hash32(h.digest())
+
+
+def compute_spec_hash(config: TaskConfig, dataset_fingerprint: Hash32, genesis_weights_hash: Hash32, num_params: int) -> Hash32:
+    """keccak256 of canonical JSON (sorted keys, no spaces, floats by repr) of everything pinned."""
+    doc = {
+        "version": SPEC_VERSION,
+        "config": {k: (repr(v) if isinstance(v, float) else v) for k, v in asdict(config).items()},
+        "datasetFingerprint": "0x" + dataset_fingerprint.hex(),
+        "genesisWeightsHash": "0x" + genesis_weights_hash.hex(),
+        "numParams": num_params,
+    }
+    doc["config"]["mean"] = [repr(float(m)) for m in config.mean]
+    doc["config"]["std"] = [repr(float(s)) for s in config.std]
+    return keccak256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+
+
+def validate_data(data: TaskData, channels: int) -> None:
+    for split in ("train", "test"):
+        x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
+        # Images are stored as uint8 NCHW; anything else is not the format that is hashed.
+        if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != channels:
+            raise DatasetError(f"{split}_x must be uint8 (N, {channels}, H, W), got {x.dtype} {tuple(x.shape)}")
+        # Every image needs exactly one int64 label.
+        if y.dtype != torch.int64 or y.shape != (x.shape[0],):
+            raise DatasetError(f"{split}_y must be int64 ({x.shape[0]},), got {y.dtype} {tuple(y.shape)}")
+
+
+class Task:
+    """A loaded task: data as float tensors ready for the step, the genesis model, the spec hash."""
+
+    def __init__(self, config: TaskConfig, data: TaskData, build: Callable[[], nn.Module]):
+        self.config = config
+        self.raw = data
+        self._build = build
+        mean = torch.tensor(config.mean).view(1, -1, 1, 1)
+        std = torch.tensor(config.std).view(1, -1, 1, 1)
+        self.train_x = (data.train_x.float() / config.scale - mean) / std  # (N, C, H, W)
+        self.train_y = data.train_y
+        self.test_x = (data.test_x.float() / config.scale - mean) / std
+        self.test_y = data.test_y
+        self.fingerprint = compute_dataset_fingerprint(data)
+        genesis = self.new_model()
+        self.genesis_state = {k: v.detach().clone() for k, v in genesis.state_dict().items()}
+        self.genesis_hash = compute_weights_hash(self.genesis_state)
+        self.num_params = count_learnable(genesis)
+        self.spec_hash = compute_spec_hash(config, self.fingerprint, self.genesis_hash, self.num_params)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def train_size(self) -> int:
+        return int(self.train_x.shape[0])
+
+    def new_model(self) -> nn.Module:
+        """The architecture with the genesis weights, built on CPU from the fixed seed."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.init_seed)
+            return self._build()
+
+    def model_from_state(self, state, device: str | torch.device = "cpu") -> nn.Module:
+        model = self.new_model()
+        model.load_state_dict(state, strict=True)
+        return model.to(device)
+
+    def batch(self, indices, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        return self.train_x[idx].to(device), self.train_y[idx].to(device)  # (S, C, H, W), (S,)

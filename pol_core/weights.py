@@ -1,0 +1,106 @@
+"""Canonical serialization of a model state, its weights hash, and the flat parameter view.
+
+Serialization (docs/PROTOCOL.md, "Weights hash"): for every entry of `state_dict()` in order,
+  u32be(len(name)) || name(utf-8) || u8(dtype code) || u8(ndim) || u32be(dim)*ndim || data
+where data is the tensor's contiguous row-major bytes, little-endian. The hash is keccak256 of the
+concatenation. Parameters and buffers (BatchNorm running statistics and counters) are all included.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from .keccak import new_keccak256
+from .types import Hash32, InvalidWeights, WeightsHashMismatch
+
+DTYPE_CODES: dict[torch.dtype, int] = {torch.float32: 1, torch.int64: 2, torch.uint8: 3}
+CODE_DTYPES = {v: k for k, v in DTYPE_CODES.items()}
+
+StateDict = Mapping[str, torch.Tensor]
+
+
+def compute_entry_prefix(name: str, t: torch.Tensor) -> bytes:
+    # Only the dtypes a task may hold are defined; anything else has no canonical bytes.
+    if t.dtype not in DTYPE_CODES:
+        raise InvalidWeights(f"{name}: unsupported dtype {t.dtype}")
+    raw = name.encode("utf-8")
+    head = len(raw).to_bytes(4, "big") + raw + bytes([DTYPE_CODES[t.dtype], t.dim()])
+    return head + b"".join(int(d).to_bytes(4, "big") for d in t.shape)
+
+
+def compute_tensor_bytes(t: torch.Tensor) -> bytes:
+    arr = t.detach().to("cpu").contiguous().numpy()
+    return arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def compute_weights_hash(state: StateDict) -> Hash32:
+    h = new_keccak256()
+    for name, t in state.items():
+        h.update(compute_entry_prefix(name, t))
+        h.update(compute_tensor_bytes(t))
+    return Hash32(h.digest())
+
+
+def compute_model_hash(model: nn.Module) -> Hash32:
+    return compute_weights_hash(model.state_dict())
+
+
+def get_state(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+    """A detached CPU copy, in canonical order."""
+    return OrderedDict((k, v.detach().to("cpu").clone()) for k, v in model.state_dict().items())
+
+
+def count_learnable(model: nn.Module) -> int:
+    """|W|: the scalars in `named_parameters()`, the index space of the requirements."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def get_flat_params(model: nn.Module) -> torch.Tensor:
+    """Parameters concatenated in `named_parameters()` order, each flattened row-major."""
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).to("cpu")
+
+
+def compute_param_locations(model: nn.Module) -> list[tuple[str, int, int]]:
+    """(name, start, numel) per parameter, so a flat index maps to (tensor, offset)."""
+    out, start = [], 0
+    for name, p in model.named_parameters():
+        out.append((name, start, p.numel()))
+        start += p.numel()
+    return out
+
+
+def process_state_check(reference: StateDict, received: StateDict) -> None:
+    """Raise unless `received` has exactly the reference's names, shapes, dtypes and finite values."""
+    # Names and order are part of the canonical serialization.
+    if list(reference.keys()) != list(received.keys()):
+        missing = sorted(set(reference) - set(received))
+        extra = sorted(set(received) - set(reference))
+        raise InvalidWeights(f"tensor names differ from the task: missing {missing[:3]}, unexpected {extra[:3]}")
+    for name, ref in reference.items():
+        got = received[name]
+        # A tensor of another shape or dtype belongs to a different model.
+        if tuple(got.shape) != tuple(ref.shape) or got.dtype != ref.dtype:
+            raise InvalidWeights(
+                f"{name}: expected {ref.dtype} {tuple(ref.shape)}, got {got.dtype} {tuple(got.shape)}"
+            )
+        # NaN or infinity would make every later comparison meaningless.
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            raise InvalidWeights(f"{name}: contains NaN or infinity")
+
+
+def process_weights_hash_check(state: StateDict, claimed: Hash32) -> None:
+    # The proof names W by hash; the bytes received must be those bytes.
+    actual = compute_weights_hash(state)
+    if actual != claimed:
+        raise WeightsHashMismatch(f"weights hash is 0x{actual.hex()}, claimed 0x{claimed.hex()}")
+
+
+def load_state(model: nn.Module, state: StateDict) -> None:
+    model.load_state_dict(state, strict=True)
+
+
+def compute_state_nbytes(state: StateDict) -> int:
+    return sum(t.numel() * t.element_size() for t in state.values())
