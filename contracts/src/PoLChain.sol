@@ -68,8 +68,10 @@ contract PoLChain {
     error InvalidGenesis(string reason);
     /// @notice The zero address was given where an account is needed.
     error ZeroAddress();
-    /// @notice Removing the last attester would halt the chain.
-    error LastAttester(address who);
+    /// @notice The header's calldata is not the canonical abi.encode(header) the hash is defined on.
+    error NonCanonicalEncoding(uint256 calldataLength);
+    /// @notice A correct count does not fit the 24 bits the tip stores.
+    error CountTooLarge(uint256 count);
 
     // ──────────────────────────────────────────── events ─────────────────────────────────────────────
 
@@ -77,10 +79,8 @@ contract PoLChain {
     event BlockAttested(bytes32 indexed blockHash, uint64 indexed height, Header header);
     /// @notice k moved at an epoch boundary.
     event DifficultyRetargeted(uint64 indexed height, uint8 oldDifficulty, uint8 newDifficulty, uint256 elapsed);
-    /// @notice `attester` may now attest blocks.
-    event AttesterAdded(address indexed attester);
-    /// @notice `attester` may no longer attest blocks.
-    event AttesterRemoved(address indexed attester);
+    /// @notice The attester changed from `previous` to `attester`.
+    event AttesterChanged(address indexed previous, address indexed attester);
     /// @notice Ownership moved.
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
 
@@ -91,21 +91,23 @@ contract PoLChain {
     /// @notice Hash of W' at the tip: the model everyone trains next.
     bytes32 public latestModelHash;
 
-    /// @dev One slot with everything the next submission reads besides the two hashes.
+    /// @dev Everything a submission reads besides the two hashes, in one slot (one cold access).
+    /// A k-of-n quorum is added beside it, not in it: a `mapping(address => bool)` signer set and a
+    /// threshold in their own slots, and a `submitBlockSigned(h, sigs)` path that checks EIP-712
+    /// signatures over the block hash (domain: name, version, chain id, this address; signers
+    /// strictly ascending, so none counts twice; replay-safe because the parent must be the tip).
+    /// The single-attester path below stays as it is.
     struct Tip {
-        uint64 height;
-        uint32 correct; // correctAfter of the tip, for the sabotage guard
+        address attester; // the one account that may send submitBlock
+        uint32 height;
+        uint24 correct; // correctAfter of the tip, for the sabotage guard
         uint8 difficulty;
-        uint40 epochStart; // timestamp of the first block of the current difficulty epoch
-        uint16 attesterCount;
-        uint8 threshold; // signatures a block needs; 1 = a single attester sends the transaction
+        uint32 epochStart; // timestamp at which the current difficulty epoch started
     }
 
     Tip internal _tip;
 
-    /// @notice Accounts that may attest blocks. A k-of-n quorum reuses this set with `threshold` > 1.
-    mapping(address => bool) public isAttester;
-    /// @notice The account that manages attesters.
+    /// @notice The account that manages the attester.
     address public owner;
 
     bytes32 public immutable TASK_SPEC_HASH;
@@ -158,18 +160,17 @@ contract PoLChain {
         GENESIS_HASH = genesisHash;
         tipHash = genesisHash;
         latestModelHash = g.weightsHash;
+        if (g.correct > type(uint24).max) revert CountTooLarge(g.correct);
         _tip = Tip({
+            attester: g.attester,
             height: 0,
-            correct: g.correct,
+            correct: uint24(g.correct),
             difficulty: g.difficulty,
-            epochStart: uint40(block.timestamp),
-            attesterCount: 1,
-            threshold: 1
+            epochStart: uint32(block.timestamp)
         });
-        isAttester[g.attester] = true;
         owner = g.owner;
         emit OwnershipTransferred(address(0), g.owner);
-        emit AttesterAdded(g.attester);
+        emit AttesterChanged(address(0), g.attester);
         emit BlockAttested(genesisHash, 0, genesis);
     }
 
@@ -179,34 +180,57 @@ contract PoLChain {
     /// @param h The header, in the layout the Python core encodes.
     /// @return blockHash keccak256(abi.encode(h)), now the tip.
     function submitBlock(Header calldata h) external returns (bytes32 blockHash) {
-        if (!isAttester[msg.sender]) revert NotAttester(msg.sender);
         Tip memory t = _tip;
+        if (msg.sender != t.attester) revert NotAttester(msg.sender);
         bytes32 currentTip = tipHash;
         if (h.parent != currentTip) revert StaleParent(currentTip, h.parent);
         // The height check also makes a repeated hash impossible: heights only grow.
-        if (h.height != t.height + 1) revert WrongHeight(t.height + 1, h.height);
+        if (h.height != uint64(t.height) + 1) revert WrongHeight(uint64(t.height) + 1, h.height);
         if (h.taskSpecHash != TASK_SPEC_HASH) revert WrongTask(TASK_SPEC_HASH, h.taskSpecHash);
         if (h.difficulty != t.difficulty) revert WrongDifficulty(t.difficulty, h.difficulty);
         if (h.indices.length != BATCH_SIZE) revert WrongBatchSize(BATCH_SIZE, h.indices.length);
         if (h.correctAfter <= h.correctBefore) revert AccuracyNotImproved(h.correctBefore, h.correctAfter);
+        if (h.correctAfter > type(uint24).max) revert CountTooLarge(h.correctAfter);
         if (uint256(h.correctBefore) + SABOTAGE_TOLERANCE < t.correct) {
             revert SabotageGuard(t.correct, h.correctBefore, SABOTAGE_TOLERANCE);
         }
 
-        blockHash = keccak256(abi.encode(h));
+        // Hash the calldata itself: it is abi.encode(h) exactly when the encoding is canonical, which
+        // saves decoding and re-encoding the header twice (once for the hash, once for the log).
+        uint256 encodedLength = (12 + BATCH_SIZE) * 32;
+        if (msg.data.length != 4 + encodedLength) revert NonCanonicalEncoding(msg.data.length);
+        uint256 dirty;
+        assembly ("memory-safe") {
+            // The struct offset, the indices offset, and every index's upper 224 bits are fixed.
+            dirty := or(xor(calldataload(4), 0x20), xor(calldataload(0xc4), 0x140))
+            for { let p := 0x184 } lt(p, calldatasize()) { p := add(p, 0x20) } { dirty := or(dirty, shr(32, calldataload(p))) }
+        }
+        if (dirty != 0) revert NonCanonicalEncoding(msg.data.length);
+        uint256 ptr;
+        assembly ("memory-safe") {
+            ptr := mload(0x40)
+            calldatacopy(ptr, 4, encodedLength)
+            blockHash := keccak256(ptr, encodedLength)
+        }
+
         tipHash = blockHash;
         latestModelHash = h.newWeightsHash;
-        t.height = h.height;
-        t.correct = h.correctAfter;
+        t.height = uint32(h.height);
+        t.correct = uint24(h.correctAfter);
         if (h.height % RETARGET_INTERVAL == 0) {
             uint256 elapsed = block.timestamp - t.epochStart;
             uint8 k = computeRetarget(t.difficulty, elapsed);
             if (k != t.difficulty) emit DifficultyRetargeted(h.height, t.difficulty, k, elapsed);
             t.difficulty = k;
-            t.epochStart = uint40(block.timestamp);
+            t.epochStart = uint32(block.timestamp);
         }
         _tip = t;
-        emit BlockAttested(blockHash, h.height, h);
+        // emit BlockAttested(blockHash, h.height, h), reusing the bytes already in memory.
+        bytes32 topic0 = BlockAttested.selector;
+        uint64 height = h.height;
+        assembly ("memory-safe") {
+            log3(ptr, encodedLength, topic0, blockHash, height)
+        }
     }
 
     /// @notice New k after an epoch that took `elapsed` seconds. One requirement halves the success
@@ -287,13 +311,19 @@ contract PoLChain {
     }
 
     /// @notice Timestamp at which the current difficulty epoch started.
-    function epochStart() external view returns (uint40) {
+    function epochStart() external view returns (uint32) {
         return _tip.epochStart;
     }
 
-    /// @notice Number of attesters and the signatures a block needs.
-    function attesterQuorum() external view returns (uint16 count, uint8 threshold) {
-        return (_tip.attesterCount, _tip.threshold);
+    /// @notice The account that may attest blocks.
+    function attester() external view returns (address) {
+        return _tip.attester;
+    }
+
+    /// @notice Whether `a` may attest blocks.
+    /// @param a Any account.
+    function isAttester(address a) external view returns (bool) {
+        return a == _tip.attester;
     }
 
     /// @notice Tip hash, height, W' hash and difficulty in one call.
@@ -307,26 +337,13 @@ contract PoLChain {
         return keccak256(abi.encode(h));
     }
 
-    /// @notice Allow `a` to attest blocks. Owner only.
+    /// @notice Rotate the attester to `a`. Owner only.
     /// @param a The new attester.
-    function addAttester(address a) external {
+    function setAttester(address a) external {
         _onlyOwner();
         if (a == address(0)) revert ZeroAddress();
-        if (isAttester[a]) return;
-        isAttester[a] = true;
-        ++_tip.attesterCount;
-        emit AttesterAdded(a);
-    }
-
-    /// @notice Stop `a` from attesting blocks. Owner only; the last attester cannot be removed.
-    /// @param a The attester to remove.
-    function removeAttester(address a) external {
-        _onlyOwner();
-        if (!isAttester[a]) return;
-        if (_tip.attesterCount == 1) revert LastAttester(a);
-        isAttester[a] = false;
-        --_tip.attesterCount;
-        emit AttesterRemoved(a);
+        emit AttesterChanged(_tip.attester, a);
+        _tip.attester = a;
     }
 
     /// @notice Hand ownership to `newOwner`. Owner only.

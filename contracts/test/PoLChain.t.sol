@@ -321,44 +321,83 @@ contract PoLChainTest is PoLChainFixture {
 
     function test_OwnerRotatesAttester() public {
         address next = address(0xBEEF);
-        vm.startPrank(OWNER);
-        chain.addAttester(next);
-        chain.removeAttester(ATTESTER);
-        vm.stopPrank();
+        vm.expectEmit(true, true, false, false);
+        emit PoLChain.AttesterChanged(ATTESTER, next);
+        vm.prank(OWNER);
+        chain.setAttester(next);
         assertTrue(chain.isAttester(next) && !chain.isAttester(ATTESTER), "rotated");
         PoLChain.Header memory h = nextHeader(keccak256("w1"), 100, 1);
+        vm.prank(ATTESTER);
+        vm.expectRevert(abi.encodeWithSelector(PoLChain.NotAttester.selector, ATTESTER));
+        chain.submitBlock(h);
         vm.prank(next);
         chain.submitBlock(h);
         assertEq(chain.tipHeight(), 1, "new attester extends");
+    }
+
+    function testFuzz_OwnerRotatesAttester(address next) public {
+        vm.assume(next != address(0));
+        vm.prank(OWNER);
+        chain.setAttester(next);
+        PoLChain.Header memory h = nextHeader(keccak256("w1"), 100, 1);
+        vm.prank(next);
+        chain.submitBlock(h);
+        assertEq(chain.tipHeight(), 1, "rotated attester extends");
+    }
+
+    function test_RevertWhen_NotOwner() public {
+        vm.prank(ATTESTER);
+        vm.expectRevert(abi.encodeWithSelector(PoLChain.NotOwner.selector, ATTESTER));
+        chain.setAttester(ATTESTER);
     }
 
     function testFuzz_RevertWhen_NotOwner(address who) public {
         vm.assume(who != OWNER);
         vm.prank(who);
         vm.expectRevert(abi.encodeWithSelector(PoLChain.NotOwner.selector, who));
-        chain.addAttester(who);
+        chain.setAttester(who);
     }
 
-    function test_RevertWhen_NotOwner() public {
-        vm.prank(ATTESTER);
-        vm.expectRevert(abi.encodeWithSelector(PoLChain.NotOwner.selector, ATTESTER));
-        chain.removeAttester(ATTESTER);
-    }
-
-    function test_RevertWhen_LastAttester() public {
+    function test_RevertWhen_AttesterIsZero() public {
         vm.prank(OWNER);
-        vm.expectRevert(abi.encodeWithSelector(PoLChain.LastAttester.selector, ATTESTER));
-        chain.removeAttester(ATTESTER);
+        vm.expectRevert(PoLChain.ZeroAddress.selector);
+        chain.setAttester(address(0));
     }
 
-    function testFuzz_RevertWhen_LastAttester(address a) public {
-        vm.assume(a != address(0) && a != ATTESTER);
-        vm.startPrank(OWNER);
-        chain.addAttester(a);
-        chain.removeAttester(ATTESTER);
-        vm.expectRevert(abi.encodeWithSelector(PoLChain.LastAttester.selector, a));
-        chain.removeAttester(a);
-        vm.stopPrank();
+    function testFuzz_RevertWhen_CountTooLarge(uint32 afterCount) public {
+        afterCount = uint32(bound(afterCount, uint256(type(uint24).max) + 1, type(uint32).max));
+        PoLChain.Header memory h = nextHeader(keccak256("w1"), 100, 0);
+        h.correctAfter = afterCount;
+        vm.expectRevert(abi.encodeWithSelector(PoLChain.CountTooLarge.selector, afterCount));
+        submit(h);
+    }
+
+    function test_RevertWhen_CountTooLarge() public {
+        PoLChain.Header memory h = nextHeader(keccak256("w1"), 100, 0);
+        h.correctAfter = 1 << 24;
+        vm.expectRevert(abi.encodeWithSelector(PoLChain.CountTooLarge.selector, 1 << 24));
+        submit(h);
+    }
+
+    function test_RevertWhen_NonCanonicalEncoding() public {
+        bytes memory data = abi.encodeCall(PoLChain.submitBlock, (nextHeader(keccak256("w1"), 100, 1)));
+        vm.prank(ATTESTER);
+        (bool ok, bytes memory ret) = address(chain).call(bytes.concat(data, bytes32(0))); // trailing word
+        assertTrue(!ok, "rejected");
+        assertEq(bytes32(bytes4(ret)), bytes32(PoLChain.NonCanonicalEncoding.selector), "selector");
+    }
+
+    function testFuzz_RevertWhen_NonCanonicalEncoding(uint256 dirtyIndex, uint8 which) public {
+        vm.assume(dirtyIndex > type(uint32).max);
+        bytes memory data = abi.encodeCall(PoLChain.submitBlock, (nextHeader(keccak256("w1"), 100, 1)));
+        uint256 offset = 4 + 32 * (12 + uint256(which % 4)); // one of the four index words
+        assembly {
+            mstore(add(add(data, 32), offset), dirtyIndex)
+        }
+        vm.prank(ATTESTER);
+        (bool ok, bytes memory ret) = address(chain).call(data);
+        assertTrue(!ok, "rejected");
+        assertEq(bytes32(bytes4(ret)), bytes32(PoLChain.NonCanonicalEncoding.selector), "selector");
     }
 
     // ─── requirements ───

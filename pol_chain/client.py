@@ -1,0 +1,247 @@
+"""A small typed client for PoLChain.sol, in the style of web3.py: one root exception, typed reverts."""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_account import Account
+from eth_utils import keccak
+from web3 import Web3
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
+
+from pol_core.header import Header, compute_header_hash, header_from_abi_tuple
+from pol_core.types import Hash32
+
+
+class ChainError(Exception):
+    """Root of every error the chain client raises."""
+
+
+class ChainUnavailable(ChainError):
+    """The JSON-RPC endpoint did not answer."""
+
+
+class ContractReverted(ChainError):
+    """The contract reverted; `data` is the raw revert data, `name`/`args` its decoding when known."""
+
+    def __init__(self, data: bytes, name: str | None = None, args: tuple = ()):
+        self.data = data
+        self.name = name
+        self.args_decoded = args
+        super().__init__(f"{name or 'revert'}{args if name else ' 0x' + data.hex()}")
+
+
+class StaleParent(ContractReverted):
+    pass
+
+
+class WrongHeight(ContractReverted):
+    pass
+
+
+class NotAttester(ContractReverted):
+    pass
+
+
+class WrongDifficulty(ContractReverted):
+    pass
+
+
+class AccuracyNotImproved(ContractReverted):
+    pass
+
+
+class SabotageGuard(ContractReverted):
+    pass
+
+
+REVERT_TYPES: dict[str, type[ContractReverted]] = {
+    "StaleParent": StaleParent,
+    "WrongHeight": WrongHeight,
+    "NotAttester": NotAttester,
+    "WrongDifficulty": WrongDifficulty,
+    "AccuracyNotImproved": AccuracyNotImproved,
+    "SabotageGuard": SabotageGuard,
+}
+
+
+@dataclass(frozen=True)
+class TipInfo:
+    hash: Hash32
+    height: int
+    model_hash: Hash32
+    difficulty: int
+
+
+@dataclass(frozen=True)
+class Receipt:
+    tx_hash: str
+    block_number: int
+    gas_used: int
+    block_hash: Hash32
+
+
+@dataclass(frozen=True)
+class RecordedBlock:
+    block_hash: Hash32
+    header: Header
+    tx_hash: str
+    eth_block: int
+    timestamp: int
+
+
+def load_private_key(key_env: str | None = None, keystore: str | Path | None = None,
+                     password_env: str = "POL_KEYSTORE_PASSWORD") -> str:
+    """The attester key from an environment variable or an encrypted keystore; never from code."""
+    if keystore:
+        password = os.environ.get(password_env)
+        if password is None:
+            raise ChainError(f"keystore {keystore} needs its password in ${password_env}")
+        return "0x" + Account.decrypt(Path(keystore).read_text(), password).hex()
+    if key_env:
+        value = os.environ.get(key_env)
+        if not value:
+            raise ChainError(f"${key_env} is empty; it must hold the attester's private key")
+        return value
+    raise ChainError("no key given: pass --key-env VAR or --keystore FILE")
+
+
+def compute_error_selectors(abi: list[dict[str, Any]]) -> dict[bytes, tuple[str, list[str]]]:
+    out = {}
+    for item in abi:
+        if item.get("type") == "error":
+            types = [i["type"] for i in item["inputs"]]
+            out[keccak(text=f"{item['name']}({','.join(types)})")[:4]] = (item["name"], types)
+    return out
+
+
+class ChainClient:
+    def __init__(self, rpc_url: str, address: str, abi: list[dict[str, Any]], private_key: str | None = None,
+                 timeout: float = 30.0):
+        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+        self.rpc_url = rpc_url
+        self.address = Web3.to_checksum_address(address)
+        self.contract = self.w3.eth.contract(address=self.address, abi=abi)
+        self.account = Account.from_key(private_key) if private_key else None
+        self._errors = compute_error_selectors(abi)
+        self._send_lock = threading.Lock()
+        self.timeout = timeout
+
+    # ── reads ──
+
+    def _call(self, fn):
+        try:
+            return fn.call()
+        except (ContractCustomError, ContractLogicError) as e:
+            raise self.decode_revert(e) from e
+        except (OSError, Web3Exception) as e:
+            raise ChainUnavailable(f"{self.rpc_url}: {e}") from e
+
+    def is_connected(self) -> bool:
+        try:
+            return self.w3.is_connected()
+        except Exception:
+            return False
+
+    def get_tip(self) -> TipInfo:
+        h, height, model, k = self._call(self.contract.functions.tip())
+        return TipInfo(Hash32(bytes(h)), int(height), Hash32(bytes(model)), int(k))
+
+    def get_latest_model_hash(self) -> Hash32:
+        return Hash32(bytes(self._call(self.contract.functions.latestModelHash())))
+
+    def get_tip_correct(self) -> int:
+        return int(self._call(self.contract.functions.tipCorrect()))
+
+    def get_difficulty(self) -> int:
+        return int(self._call(self.contract.functions.difficulty()))
+
+    def get_requirements(self, seed: bytes) -> list[int]:
+        return [int(r) for r in self._call(self.contract.functions.requirements(bytes(seed)))]
+
+    def get_next_requirements(self) -> list[int]:
+        return [int(r) for r in self._call(self.contract.functions.nextRequirements())]
+
+    def compute_requirements(self, seed: bytes, k: int, num_params: int) -> list[int]:
+        return [int(r) for r in self._call(self.contract.functions.computeRequirements(bytes(seed), k, num_params))]
+
+    def get_genesis_hash(self) -> Hash32:
+        return Hash32(bytes(self._call(self.contract.functions.GENESIS_HASH())))
+
+    # ── writes ──
+
+    def decode_revert(self, e: Exception) -> ContractReverted:
+        raw = getattr(e, "data", None)
+        if isinstance(raw, dict):
+            raw = raw.get("data")
+        data = bytes.fromhex(raw[2:]) if isinstance(raw, str) and raw.startswith("0x") else b""
+        if len(data) >= 4 and data[:4] in self._errors:
+            name, types = self._errors[data[:4]]
+            args = tuple(abi_decode(types, data[4:]))
+            return REVERT_TYPES.get(name, ContractReverted)(data, name, args)
+        return ContractReverted(data, None, (str(e),))
+
+    def _transact(self, fn) -> Receipt:
+        if self.account is None:
+            raise ChainError("this client has no key; it can only read")
+        with self._send_lock:
+            try:
+                tx = fn.build_transaction({
+                    "from": self.account.address,
+                    "nonce": self.w3.eth.get_transaction_count(self.account.address, "pending"),
+                    "chainId": self.w3.eth.chain_id,
+                })
+                signed = self.account.sign_transaction(tx)
+                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                rcpt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.timeout)
+            except (ContractCustomError, ContractLogicError) as e:
+                raise self.decode_revert(e) from e
+            except (OSError, Web3Exception) as e:
+                raise ChainUnavailable(f"{self.rpc_url}: {e}") from e
+        if rcpt["status"] != 1:
+            raise ContractReverted(b"", None, (f"transaction {tx_hash.hex()} reverted",))
+        return Receipt("0x" + bytes(tx_hash).hex().removeprefix("0x"), int(rcpt["blockNumber"]), int(rcpt["gasUsed"]),
+                       Hash32(b""))
+
+    def submit_block(self, header: Header) -> Receipt:
+        """Attest `header`; returns once the receipt is in. Reverts arrive as typed exceptions."""
+        r = self._transact(self.contract.functions.submitBlock(header.as_abi_tuple()))
+        return Receipt(r.tx_hash, r.block_number, r.gas_used, compute_header_hash(header))
+
+    def add_attester(self, address: str) -> Receipt:
+        return self._transact(self.contract.functions.addAttester(Web3.to_checksum_address(address)))
+
+    def remove_attester(self, address: str) -> Receipt:
+        return self._transact(self.contract.functions.removeAttester(Web3.to_checksum_address(address)))
+
+    def find_transaction(self, block_hash: bytes, from_block: int = 0) -> RecordedBlock | None:
+        """The recorded block with this hash, if the chain has it (used to resume after a crash)."""
+        for b in self.get_blocks(from_block):
+            if b.block_hash == block_hash:
+                return b
+        return None
+
+    # ── history ──
+
+    def get_blocks(self, from_block: int = 0) -> list[RecordedBlock]:
+        """Rebuild the chain from BlockAttested events, genesis first."""
+        try:
+            logs = self.contract.events.BlockAttested().get_logs(from_block=from_block)
+        except (OSError, Web3Exception) as e:
+            raise ChainUnavailable(f"{self.rpc_url}: {e}") from e
+        out, stamps = [], {}
+        for log in logs:
+            n = int(log["blockNumber"])
+            if n not in stamps:
+                stamps[n] = int(self.w3.eth.get_block(n)["timestamp"])
+            header = header_from_abi_tuple(tuple(log["args"]["header"].values()))
+            out.append(RecordedBlock(Hash32(bytes(log["args"]["blockHash"])), header,
+                                     "0x" + bytes(log["transactionHash"]).hex().removeprefix("0x"), n, stamps[n]))
+        return out
+
+    def get_timestamp(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
