@@ -28,10 +28,10 @@ CONFIG = TaskConfig(
 
 def build_digits_cnn() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),  # (B, 8, 8, 8)
+        nn.Conv2d(1, 8, 3, padding=1, bias=False),  # (B, 8, 8, 8); BatchNorm would zero a bias's gradient
         nn.BatchNorm2d(8),
         nn.ReLU(),
-        nn.Conv2d(8, 16, 3, padding=1),  # (B, 16, 8, 8)
+        nn.Conv2d(8, 16, 3, padding=1, bias=False),  # (B, 16, 8, 8)
         nn.BatchNorm2d(16),
         nn.ReLU(),
         nn.MaxPool2d(2),  # (B, 16, 4, 4)

@@ -1,0 +1,1 @@
+"""Generated gRPC code lives in pol.v1 (scripts/codegen.py writes it)."""

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine. Every command first installs what it needs (idempotent):
+#   ./run.sh demo [pol demo flags]   the local PoL network on digits-cnn
+#   ./run.sh test                    the whole test suite (pytest + forge)
+#   ./run.sh setup                   only the install step
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PY=.venv/bin/python
+
+setup() {
+  local want have
+  want=$(cat pyproject.toml package.json package-lock.json protos/pol/v1/*.proto contracts/src/*.sol | sha256sum | cut -c1-16)
+  have=$(cat .setup-stamp 2>/dev/null || true)
+  if [[ "$want" == "$have" && -x $PY && -d node_modules/@foundry-rs ]]; then return 0; fi
+  echo "==> setting up (venv, npm packages, gRPC code, contracts)" >&2
+  [[ -x $PY ]] || python3 -m venv .venv
+  $PY -m pip install -q --upgrade pip
+  # torch and torchvision first, pinned: pip takes them from this machine's local files when present.
+  $PY -m pip install -q torch==2.14.1 torchvision==0.29.1
+  $PY -m pip install -q -e '.[dev]'
+  npm ci --no-audit --no-fund --loglevel=error
+  $PY scripts/codegen.py
+  node_modules/.bin/forge build --quiet
+  echo "$want" > .setup-stamp
+}
+
+cmd=${1:-demo}
+shift || true
+case "$cmd" in
+  setup) setup ;;
+  demo) setup; exec .venv/bin/pol demo "$@" ;;
+  test)
+    setup
+    node_modules/.bin/forge test
+    node_modules/.bin/forge snapshot --snap contracts/.gas-snapshot --check
+    exec $PY -m pytest "$@"
+    ;;
+  *) echo "usage: ./run.sh {demo|test|setup} [args]" >&2; exit 2 ;;
+esac
