@@ -18,6 +18,7 @@ from .types import (
     Difficulty,
     Hash32,
     Height,
+    InvalidHeader,
     InvalidIndices,
     SampleIndex,
 )
@@ -64,10 +65,21 @@ def process_proof_shape(task: Task, proof: Proof) -> None:
     process_weights_hash_check(proof.state, proof.weights_hash)
 
 
+def process_proof_position(parent: Header, parent_hash: Hash32, proof: Proof) -> None:
+    """Step 2: the proof must name the parent it is verified against, at the next height."""
+    # R is derived from the parent hash, so a proof for another parent proves nothing here.
+    if proof.parent_hash != parent_hash:
+        raise InvalidHeader(f"proof extends 0x{proof.parent_hash.hex()}, not 0x{parent_hash.hex()}")
+    # Heights grow by one from the parent.
+    if proof.height != parent.height + 1:
+        raise InvalidHeader(f"height {proof.height} does not follow parent height {parent.height}")
+
+
 def compute_verdict(task: Task, parent: Header, parent_hash: Hash32, difficulty: Difficulty, proof: Proof) -> Verdict:
     """Verify a proof against its parent on CPU and build the header the verifier attests."""
     t0 = time.perf_counter()
     process_proof_shape(task, proof)
+    process_proof_position(parent, parent_hash, proof)
     t_shape = time.perf_counter()
 
     model = task.model_from_state(proof.state)
