@@ -60,7 +60,7 @@ def test_state_check_rejects_wrong_names_shapes_dtypes_and_nan(digits):
     bad_dtype = {**ok, "0.weight": ok["0.weight"].double()}
     with pytest.raises(InvalidWeights):
         process_state_check(ref, bad_dtype)
-    nan = {**ok, "0.bias": torch.full_like(ok["0.bias"], float("nan"))}
+    nan = {**ok, "1.bias": torch.full_like(ok["1.bias"], float("nan"))}
     with pytest.raises(InvalidWeights, match="NaN"):
         process_state_check(ref, nan)
     with pytest.raises(WeightsHashMismatch):
