@@ -190,10 +190,14 @@ class ChainClient:
             raise ChainError("this client has no key; it can only read")
         with self._send_lock:
             try:
+                # Headroom over the estimate: the estimate runs at another timestamp, and a retarget
+                # block's loop length depends on the timestamp it is mined at.
+                estimate = fn.estimate_gas({"from": self.account.address})
                 tx = fn.build_transaction({
                     "from": self.account.address,
                     "nonce": self.w3.eth.get_transaction_count(self.account.address, "pending"),
                     "chainId": self.w3.eth.chain_id,
+                    "gas": estimate + estimate // 4 + 20_000,
                 })
                 signed = self.account.sign_transaction(tx)
                 tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)

@@ -9,3 +9,37 @@ def digits():
 
     enable_deterministic_mode()
     return load_task("digits-cnn")
+
+
+@pytest.fixture(scope="session")
+def anvil():
+    from pol_chain import AnvilProcess
+
+    with AnvilProcess() as a:
+        yield a
+
+
+DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # anvil's first dev key
+
+
+@pytest.fixture(scope="session")
+def deployed(anvil, digits):
+    """One deployment per session; each test runs inside an evm_snapshot it reverts afterwards."""
+    from eth_account import Account
+
+    from pol_chain import deploy_chain, genesis_for_task
+
+    attester = Account.from_key(DEV_KEY).address
+    genesis = genesis_for_task(digits, attester, attester, difficulty=4, retarget_interval=4, target_block_time=10,
+                               max_difficulty=16, max_retarget_step=2)
+    return deploy_chain(anvil.url, DEV_KEY, "digits-cnn", genesis)
+
+
+@pytest.fixture()
+def chain(deployed):
+    from pol_chain.anvil import rpc_call
+
+    snap = rpc_call(deployed.rpc_url, "evm_snapshot")
+    client = deployed.client(DEV_KEY)
+    yield client
+    rpc_call(deployed.rpc_url, "evm_revert", [snap])

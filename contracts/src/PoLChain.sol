@@ -211,6 +211,7 @@ contract PoLChain {
             ptr := mload(0x40)
             calldatacopy(ptr, 4, encodedLength)
             blockHash := keccak256(ptr, encodedLength)
+            mstore(0x40, add(ptr, encodedLength)) // keep the bytes safe until the log below
         }
 
         tipHash = blockHash;
