@@ -18,7 +18,8 @@ setup() {
   $PY -m pip install -q --upgrade pip
   # torch and torchvision first, pinned: pip takes them from this machine's local files when present.
   $PY -m pip install -q torch==2.14.1 torchvision==0.29.1
-  $PY -m pip install -q -e '.[dev]'
+  # compat mode puts the repo root on sys.path, so new packages need no reinstall.
+  $PY -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
   npm ci --no-audit --no-fund --loglevel=error
   $PY scripts/codegen.py
   node_modules/.bin/forge build --quiet

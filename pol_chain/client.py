@@ -11,10 +11,15 @@ from eth_abi import decode as abi_decode
 from eth_account import Account
 from eth_utils import keccak
 from web3 import Web3
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
+import requests
+from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, Web3Exception
 
 from pol_core.header import Header, compute_header_hash, header_from_abi_tuple
 from pol_core.types import Hash32
+
+
+# Only these mean "the node did not answer"; any other web3 error is a bug or a bad request.
+NETWORK_ERRORS = (OSError, requests.exceptions.RequestException, TimeExhausted)
 
 
 class ChainError(Exception):
@@ -138,8 +143,10 @@ class ChainClient:
             return fn.call()
         except (ContractCustomError, ContractLogicError) as e:
             raise self.decode_revert(e) from e
-        except (OSError, Web3Exception) as e:
+        except NETWORK_ERRORS as e:
             raise ChainUnavailable(f"{self.rpc_url}: {e}") from e
+        except Web3Exception as e:
+            raise ChainError(str(e)) from e
 
     def is_connected(self) -> bool:
         try:
@@ -204,8 +211,10 @@ class ChainClient:
                 rcpt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.timeout)
             except (ContractCustomError, ContractLogicError) as e:
                 raise self.decode_revert(e) from e
-            except (OSError, Web3Exception) as e:
+            except NETWORK_ERRORS as e:
                 raise ChainUnavailable(f"{self.rpc_url}: {e}") from e
+            except Web3Exception as e:
+                raise ChainError(str(e)) from e
         if rcpt["status"] != 1:
             raise ContractReverted(b"", None, (f"transaction {tx_hash.hex()} reverted",))
         return Receipt("0x" + bytes(tx_hash).hex().removeprefix("0x"), int(rcpt["blockNumber"]), int(rcpt["gasUsed"]),
@@ -235,8 +244,10 @@ class ChainClient:
         """Rebuild the chain from BlockAttested events, genesis first."""
         try:
             logs = self.contract.events.BlockAttested().get_logs(from_block=from_block)
-        except (OSError, Web3Exception) as e:
+        except NETWORK_ERRORS as e:
             raise ChainUnavailable(f"{self.rpc_url}: {e}") from e
+        except Web3Exception as e:
+            raise ChainError(str(e)) from e
         out, stamps = [], {}
         for log in logs:
             n = int(log["blockNumber"])

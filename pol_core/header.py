@@ -6,6 +6,7 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
+from eth_utils import to_checksum_address
 
 from .keccak import keccak256
 from .types import (
@@ -50,7 +51,7 @@ class Header:
             int(self.correct_before),
             int(self.correct_after),
             int(self.difficulty),
-            "0x" + bytes(self.miner).hex(),
+            to_checksum_address(bytes(self.miner)),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The `pol` command line."""

@@ -1,0 +1,154 @@
+"""`pol chain up|status|blocks` and `pol genesis`."""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_DEPLOYMENT = ".pol/deployment.json"
+
+
+def resolve_key(args, chain_id: int | None = None) -> str:
+    """A key from --key-env or --keystore; anvil's dev key only on the local default chain."""
+    from pol_chain.anvil import ANVIL_DEV_KEYS
+    from pol_chain.client import load_private_key
+
+    if getattr(args, "keystore", None) or getattr(args, "key_env", None):
+        return load_private_key(args.key_env, args.keystore)
+    if chain_id in (None, 31337):
+        return ANVIL_DEV_KEYS[0]
+    raise SystemExit("a chain other than local anvil needs --key-env VAR or --keystore FILE")
+
+
+def add_key_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--key-env", help="environment variable holding the private key (never pass a key itself)")
+    p.add_argument("--keystore", help="encrypted JSON keystore; its password comes from $POL_KEYSTORE_PASSWORD")
+
+
+def cmd_genesis(args) -> int:
+    from pol_core.header import compute_genesis_header, compute_header_hash
+    from pol_core.requirements import compute_requirements
+    from pol_core.step import compute_correct
+    from pol_core.tasks import load_task
+
+    task = load_task(args.task, args.data_dir)
+    correct = compute_correct(task.new_model(), task.test_x, task.test_y, task.config.eval_batch)
+    k = args.difficulty or task.config.initial_difficulty
+    genesis_hash = compute_header_hash(compute_genesis_header(task.spec_hash, task.genesis_hash, correct, k))
+    reqs = compute_requirements(genesis_hash, k, task.num_params)
+    print(f"task               {task.name}")
+    print(f"task spec hash     0x{task.spec_hash.hex()}")
+    print(f"genesis weights    0x{task.genesis_hash.hex()}")
+    print(f"|W|                {task.num_params}")
+    print(f"genesis correct    {correct}/{task.test_x.shape[0]}")
+    print(f"genesis block      0x{genesis_hash.hex()}")
+    print(f"first R (k={k})     {reqs}")
+    for r in reqs:
+        print(f"  r={r:<8d} weight {r // 2:<8d} must {'decrease' if r % 2 else 'increase'}")
+    return 0
+
+
+def deploy_local(task_name: str, rpc_url: str, key: str, difficulty: int | None, target_block_time: int,
+                 retarget_interval: int, data_dir: str | None = None):
+    from eth_account import Account
+
+    from pol_chain.deploy import deploy_chain, genesis_for_task
+    from pol_core.tasks import load_task
+
+    task = load_task(task_name, data_dir)
+    me = Account.from_key(key).address
+    genesis = genesis_for_task(task, me, me, difficulty=difficulty, target_block_time=target_block_time,
+                               retarget_interval=retarget_interval)
+    return deploy_chain(rpc_url, key, task_name, genesis)
+
+
+def cmd_up(args) -> int:
+    from pol_chain.anvil import AnvilProcess
+    from pol_chain.deploy import Deployment
+
+    anvil = AnvilProcess(port=args.port, state_file=args.state).start()
+    try:
+        dep_path = Path(args.deployment)
+        reuse = None
+        if args.state and dep_path.exists():
+            old = Deployment.load(dep_path)
+            client = old.client(rpc_url=anvil.url)
+            if client.w3.eth.get_code(client.address):
+                reuse = Deployment(anvil.url, old.chain_id, old.address, old.deploy_block, old.task, old.genesis)
+        dep = reuse or deploy_local(args.task, anvil.url, resolve_key(args), args.difficulty, args.target_block_time,
+                                    args.retarget_interval, args.data_dir)
+        dep.save(dep_path)
+        print(f"anvil      {anvil.url}\ncontract   {dep.address} ({'resumed from state' if reuse else 'deployed'})")
+        print(f"deployment {dep_path}")
+        if args.detach:
+            return 0
+        print("Ctrl-C stops the chain")
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if not args.detach:
+            anvil.stop()
+
+
+def cmd_status(args) -> int:
+    from pol_chain.deploy import Deployment
+
+    dep = Deployment.load(args.deployment)
+    c = dep.client(rpc_url=args.rpc_url)
+    tip = c.get_tip()
+    print(f"contract           {dep.address} on {args.rpc_url or dep.rpc_url} (chain id {dep.chain_id})")
+    print(f"task               {dep.task} (spec 0x{bytes.fromhex(dep.genesis['taskSpecHash'][2:]).hex()})")
+    print(f"tip                0x{tip.hash.hex()}")
+    print(f"height             {tip.height}")
+    print(f"latest model hash  0x{tip.model_hash.hex()}")
+    print(f"tip correct        {c.get_tip_correct()}")
+    print(f"difficulty k       {tip.difficulty}")
+    print(f"next R             {c.get_next_requirements()}")
+    return 0
+
+
+def cmd_blocks(args) -> int:
+    from pol_chain.deploy import Deployment
+
+    dep = Deployment.load(args.deployment)
+    c = dep.client(rpc_url=args.rpc_url)
+    print(f"{'height':>6}  {'block hash':<18} {'miner':<12} {'correct':>13}  {'k':>3}  tx")
+    for b in c.get_blocks(dep.deploy_block):
+        h = b.header
+        print(f"{h.height:>6}  0x{b.block_hash.hex()[:16]} 0x{h.miner.hex()[:10]} {h.correct_before:>6}->{h.correct_after:<6} "
+              f"{h.difficulty:>3}  {b.tx_hash[:18]}")
+    return 0
+
+
+def register(sub) -> None:
+    g = sub.add_parser("genesis", help="print a task's genesis and first requirements")
+    g.add_argument("--task", default="digits-cnn")
+    g.add_argument("--data-dir")
+    g.add_argument("--difficulty", type=int)
+    g.set_defaults(func=cmd_genesis)
+
+    chain = sub.add_parser("chain", help="the PoLChain contract on anvil or any EVM node")
+    csub = chain.add_subparsers(dest="chain_cmd", required=True)
+    up = csub.add_parser("up", help="start anvil and deploy PoLChain")
+    up.add_argument("--task", default="digits-cnn")
+    up.add_argument("--data-dir")
+    up.add_argument("--port", type=int, default=8545)
+    up.add_argument("--state", help="anvil --state file, so the local chain survives restarts")
+    up.add_argument("--difficulty", type=int)
+    up.add_argument("--target-block-time", type=int, default=5)
+    up.add_argument("--retarget-interval", type=int, default=10)
+    up.add_argument("--deployment", default=DEFAULT_DEPLOYMENT)
+    up.add_argument("--detach", action="store_true", help="deploy and leave anvil running in the background")
+    add_key_args(up)
+    up.set_defaults(func=cmd_up)
+    for name, fn, help_ in (("status", cmd_status, "tip, height, latest model hash, difficulty, next R"),
+                            ("blocks", cmd_blocks, "every recorded block, rebuilt from events")):
+        p = csub.add_parser(name, help=help_)
+        p.add_argument("--deployment", default=DEFAULT_DEPLOYMENT)
+        p.add_argument("--rpc-url", help="override the deployment's RPC URL")
+        p.set_defaults(func=fn)

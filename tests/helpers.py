@@ -1,0 +1,78 @@
+"""Shared helpers for the integration tests: deploy a fresh chain, run a verifier, mine real proofs."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from eth_account import Account
+
+from pol_chain import deploy_chain, genesis_for_task
+from pol_chain.anvil import ANVIL_DEV_KEYS
+from pol_core.requirements import compute_requirements
+from pol_core.tasks import Task
+from pol_core.weights import compute_weights_hash
+from prover.faithful import Found, mine_faithful
+
+KEY = ANVIL_DEV_KEYS[0]
+MINER = bytes.fromhex("00000000000000000000000000000000000000aa")
+
+
+def deploy_fresh(rpc_url: str, task: Task, path: Path, difficulty: int = 2, **kw):
+    me = Account.from_key(KEY).address
+    dep = deploy_chain(rpc_url, KEY, task.name, genesis_for_task(task, me, me, difficulty=difficulty, **kw))
+    dep.save(path)
+    return dep
+
+
+def mine_on(task: Task, tip, state=None, seed: int = 0, max_attempts: int = 20000) -> Found:
+    """A real proof for `tip` (a pb.Tip), by Algorithm 1 from `state` (default: genesis)."""
+    model = task.model_from_state(state or task.genesis_state)
+    reqs = compute_requirements(bytes(tip.block_hash), tip.difficulty, task.num_params)
+    found = mine_faithful(task, model, reqs, torch.Generator().manual_seed(seed), max_attempts)
+    if found is None:
+        raise RuntimeError("no proof found")
+    return found
+
+
+def submit_found(client, task: Task, tip, found: Found, miner: bytes = MINER):
+    return client.submit(task.name, bytes(tip.block_hash), tip.height + 1, found.indices,
+                         compute_weights_hash(found.state), found.state, miner)
+
+
+@dataclass
+class VerifierProcess:
+    proc: subprocess.Popen
+    port: int
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+def start_verifier_process(deployment: Path, data_root: Path, *extra: str, timeout: float = 60) -> VerifierProcess:
+    log = open(data_root.parent / f"verifier-{time.time_ns()}.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pol_cli.main", "verifier", "serve", "--deployment", str(deployment),
+         "--data-root", str(data_root), "--listen", "127.0.0.1:0", *extra],
+        stdout=subprocess.PIPE, stderr=log, text=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if "listening on port" in line:
+            return VerifierProcess(proc, int(line.rsplit(" ", 1)[1]))
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError(f"verifier did not start; see {log.name}")

@@ -1,0 +1,1 @@
+"""The verifier service: receives proofs over gRPC, recomputes, attests, serves models."""

@@ -1,0 +1,146 @@
+"""Durable state: an SQLite journal of accepted blocks and a content-addressed model store."""
+from __future__ import annotations
+
+
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from pol_core.header import Header, compute_header_encoding, decode_header
+from pol_core.weights import compute_weights_hash
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS blocks (
+  hash BLOB PRIMARY KEY,
+  height INTEGER NOT NULL,
+  parent BLOB NOT NULL,
+  proof_id BLOB NOT NULL UNIQUE,
+  header BLOB NOT NULL,
+  status TEXT NOT NULL,            -- pending | attested | orphaned
+  tx_hash TEXT,
+  gas_used INTEGER,
+  accepted_at REAL NOT NULL,
+  verify_seconds REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blocks_status ON blocks(status, height);
+"""
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    block_hash: bytes
+    header: Header
+    status: str
+    tx_hash: str | None
+    gas_used: int | None
+    accepted_at: float
+
+
+class Journal:
+    """Every accepted block is written here, with status 'pending', before its transaction is sent."""
+
+    def __init__(self, path: str | Path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def record_pending(self, block_hash: bytes, proof_id: bytes, header: Header, verify_seconds: float) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO blocks VALUES (?,?,?,?,?,'pending',NULL,NULL,?,?)",
+                (block_hash, header.height, header.parent, proof_id, compute_header_encoding(header), time.time(),
+                 verify_seconds),
+            )
+
+    def mark_attested(self, block_hash: bytes, tx_hash: str, gas_used: int | None) -> None:
+        with self._lock:
+            self._db.execute("UPDATE blocks SET status='attested', tx_hash=?, gas_used=? WHERE hash=?",
+                             (tx_hash, gas_used, block_hash))
+
+    def mark_orphaned(self, block_hash: bytes) -> None:
+        with self._lock:
+            self._db.execute("UPDATE blocks SET status='orphaned' WHERE hash=?", (block_hash,))
+
+    def _rows(self, where: str, args: tuple) -> list[JournalEntry]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT hash, header, status, tx_hash, gas_used, accepted_at FROM blocks WHERE {where}", args
+            ).fetchall()
+        return [JournalEntry(bytes(r[0]), decode_header(bytes(r[1])), r[2], r[3], r[4], r[5]) for r in rows]
+
+    def pending(self) -> list[JournalEntry]:
+        return self._rows("status='pending' ORDER BY height", ())
+
+    def get(self, block_hash: bytes) -> JournalEntry | None:
+        rows = self._rows("hash=?", (block_hash,))
+        return rows[0] if rows else None
+
+    def get_by_height(self, height: int) -> JournalEntry | None:
+        rows = self._rows("height=? AND status!='orphaned'", (height,))
+        return rows[0] if rows else None
+
+    def has_proof(self, proof_id: bytes) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM blocks WHERE proof_id=?", (proof_id,)).fetchone() is not None
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def encode_state(state: Mapping[str, torch.Tensor]) -> bytes:
+    return st_save({k: v.detach().cpu().contiguous() for k, v in state.items()})
+
+
+def decode_state(blob: bytes, order: list[str]) -> dict[str, torch.Tensor]:
+    """safetensors stores names sorted; the canonical order is the task's, so put it back."""
+    raw = st_load(blob)
+    return {k: raw[k] for k in order if k in raw} | {k: v for k, v in raw.items() if k not in order}
+
+
+class ModelStore:
+    """models/<weights hash>.safetensors, written atomically; the file name is the content's hash."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, weights_hash: bytes) -> Path:
+        return self.root / f"{weights_hash.hex()}.safetensors"
+
+    def has(self, weights_hash: bytes) -> bool:
+        return self.path(weights_hash).exists()
+
+    def put(self, state: Mapping[str, torch.Tensor], weights_hash: bytes | None = None) -> bytes:
+        h = weights_hash or compute_weights_hash(state)
+        target = self.path(h)
+        if target.exists():
+            return h
+        tmp = target.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
+        with open(tmp, "wb") as f:
+            f.write(encode_state(state))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+        return h
+
+    def get_bytes(self, weights_hash: bytes) -> bytes | None:
+        p = self.path(weights_hash)
+        return p.read_bytes() if p.exists() else None
+
+    def get_state(self, weights_hash: bytes, order: list[str]) -> dict[str, torch.Tensor] | None:
+        blob = self.get_bytes(weights_hash)
+        return None if blob is None else decode_state(blob, order)
+
+
+
