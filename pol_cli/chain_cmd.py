@@ -44,7 +44,7 @@ def cmd_genesis(args) -> int:
     print(f"|W|                {task.num_params}")
     print(f"genesis correct    {correct}/{task.test_x.shape[0]}")
     print(f"genesis block      0x{genesis_hash.hex()}")
-    print(f"first R (k={k})     {reqs}")
+    print(f"first R (k={k})".ljust(19) + str(reqs))
     for r in reqs:
         print(f"  r={r:<8d} weight {r // 2:<8d} must {'decrease' if r % 2 else 'increase'}")
     return 0
@@ -120,7 +120,7 @@ def cmd_blocks(args) -> int:
     print(f"{'height':>6}  {'block hash':<18} {'miner':<12} {'correct':>13}  {'k':>3}  tx")
     for b in c.get_blocks(dep.deploy_block):
         h = b.header
-        print(f"{h.height:>6}  0x{b.block_hash.hex()[:16]} 0x{h.miner.hex()[:10]} {h.correct_before:>6}->{h.correct_after:<6} "
+        print(f"{h.height:>6}  0x{b.block_hash.hex()[:16]} 0x{h.miner.hex()[:4]}..{h.miner.hex()[-4:]} {h.correct_before:>6}->{h.correct_after:<6} "
               f"{h.difficulty:>3}  {b.tx_hash[:18]}")
     return 0
 
