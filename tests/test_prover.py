@@ -1,0 +1,139 @@
+"""The prover: both modes against a real verifier and anvil, tip switching, Ctrl-C, sign agreement."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+from pol_core.keccak import keccak256
+from pol_core.requirements import compute_requirements
+from pol_core.step import process_update
+from pol_core.verify import Proof, compute_verdict
+from pol_core.weights import compute_weights_hash, get_flat_params
+from prover.client import VerifierClient
+from prover.fast import BatchedSearch
+from prover.miner import Miner, MinerConfig
+from prover.search import FastSearcher
+
+from .helpers import deploy_fresh, start_verifier_process
+
+
+@pytest.fixture()
+def network(anvil, digits, tmp_path):
+    dep = deploy_fresh(anvil.url, digits, tmp_path / "d.json", difficulty=5)
+    vp = start_verifier_process(tmp_path / "d.json", tmp_path / "v")
+    yield dep, vp, tmp_path
+    vp.stop()
+
+
+@pytest.mark.parametrize("mode", ["fast", "faithful"])
+def test_both_modes_mine_blocks_the_verifier_accepts(network, digits, mode):
+    dep, vp, _ = network
+    miner = Miner(digits, MinerConfig(target=f"127.0.0.1:{vp.port}", miner=b"\x0a" * 20, mode=mode, candidates=64,
+                                      max_blocks=2, seed=3))
+    stats = miner.run()
+    assert stats.blocks_won == 2 and not stats.rejected
+    blocks = dep.client().get_blocks(dep.deploy_block)
+    assert [b.header.height for b in blocks] == [0, 1, 2]
+    assert all(b.header.miner == b"\x0a" * 20 for b in blocks[1:])
+
+
+def test_fast_proof_verifies_with_the_core(digits):
+    from pol_core.header import compute_genesis_header, compute_header_hash
+    from pol_core.step import compute_correct
+
+    correct = compute_correct(digits.new_model(), digits.test_x, digits.test_y, digits.config.eval_batch)
+    genesis = compute_genesis_header(digits.spec_hash, digits.genesis_hash, correct, 5)
+    parent = compute_header_hash(genesis)
+    reqs = compute_requirements(parent, 5, digits.num_params)
+    model = digits.new_model()
+    s = FastSearcher(digits, model, reqs, torch.Generator().manual_seed(1), torch.device("cpu"), candidates=64)
+    found = None
+    for _ in range(200):
+        found = s.round()
+        if found:
+            break
+    assert found is not None
+    proof = Proof(parent, 1, found.indices, compute_weights_hash(found.state), found.state, b"\x01" * 20)
+    v = compute_verdict(digits, genesis, parent, 5, proof)
+    assert v.header.correct_after > v.header.correct_before
+
+
+def test_fast_and_faithful_agree_on_every_sign(digits):
+    reqs = compute_requirements(keccak256(b"agree"), 32, digits.num_params)
+    model = digits.new_model()
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(30):  # away from genesis, where gradients are larger
+        process_update(model, *digits.batch(torch.randperm(digits.train_size, generator=gen)[:4].tolist()), digits.config.lr)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    c = 48
+    idx = torch.stack([torch.randperm(digits.train_size, generator=gen)[:4] for _ in range(c)])  # (C, S)
+    oriented = BatchedSearch(digits, model, reqs, c).oriented_deltas(*digits.batch(idx.flatten().tolist()), train=False)
+    where = torch.tensor([r // 2 for r in reqs])
+    sign = torch.tensor([-1.0 if r % 2 else 1.0 for r in reqs], dtype=torch.float64)
+    for i in range(c):
+        m = digits.model_from_state(state)
+        before = get_flat_params(m)
+        process_update(m, *digits.batch(idx[i].tolist()), digits.config.lr)
+        plain = (get_flat_params(m) - before).double()[where] * sign
+        decided = plain.abs() > 1e-7  # float32 rounding of w + dw can hide smaller changes
+        assert torch.equal((plain > 0)[decided], (oriented[i] > 0)[decided]), f"candidate {i}"
+        assert torch.allclose(plain.float(), oriented[i], atol=1e-7, rtol=1e-4)
+
+
+def test_prover_switches_to_a_new_tip_when_another_wins(network, digits):
+    dep, vp, _ = network
+    slow = Miner(digits, MinerConfig(target=f"127.0.0.1:{vp.port}", miner=b"\x0b" * 20, mode="faithful", seed=9))
+    heights = []
+    original = slow._mine_on
+
+    def spy(tip):
+        heights.append(tip.height)
+        return original(tip)
+
+    slow._mine_on = spy
+    t = threading.Thread(target=slow.run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 20
+    while not heights and time.monotonic() < deadline:
+        time.sleep(0.05)
+    fast = Miner(digits, MinerConfig(target=f"127.0.0.1:{vp.port}", miner=b"\x0c" * 20, mode="fast", candidates=128,
+                                     max_blocks=2, seed=4))
+    fast.run()
+    deadline = time.monotonic() + 20
+    while max(heights) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    slow.stop()
+    t.join(10)
+    tip = dep.client().get_tip()
+    assert tip.height >= 2
+    # The slow prover dropped its work on each new tip and restarted there.
+    assert heights[0] == 0 and max(heights) >= 2 and sorted(heights) == heights
+
+
+def test_ctrl_c_leaves_nothing_half_submitted(network, digits):
+    dep, vp, tmp = network
+    proc = subprocess.Popen([sys.executable, "-m", "pol_cli.main", "mine", "--verifier", f"127.0.0.1:{vp.port}",
+                             "--miner", "0x" + "0d" * 20, "--candidates", "64"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    client = VerifierClient(f"127.0.0.1:{vp.port}")
+    deadline = time.monotonic() + 60
+    while client.get_tip().height < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "mined for" in out
+    time.sleep(1)
+    tip = client.get_tip()
+    # Every accepted block is attested; no block is left pending and the chain agrees with the service.
+    assert tip.pending_attestations == 0 and not tip.degraded
+    blocks = dep.client().get_blocks(dep.deploy_block)
+    assert blocks[-1].block_hash == bytes(tip.block_hash)
+    assert [b.header.height for b in blocks] == list(range(len(blocks)))
+    client.close()
