@@ -4,18 +4,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import chain_cmd
+from . import chain_cmd, demo_cmd, mine_cmd, verifier_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pol", description="Proof-of-Learning chain (Directed Guiding Gradients)")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    chain_cmd.register(sub)
-    for mod in ("verifier_cmd", "mine_cmd", "demo_cmd"):
-        try:
-            module = __import__(f"pol_cli.{mod}", fromlist=["register"])
-        except ModuleNotFoundError:
-            continue
+    for module in (chain_cmd, verifier_cmd, mine_cmd, demo_cmd):
         module.register(sub)
     return ap
 

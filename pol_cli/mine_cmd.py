@@ -18,11 +18,15 @@ def cmd_mine(args) -> int:
     from pol_core.tasks import load_task
     from prover.miner import Miner, MinerConfig
 
+    import torch
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     task = load_task(args.task, args.data_dir, test_limit=args.test_limit)
     cfg = MinerConfig(target=args.verifier, miner=parse_address(args.miner), mode=args.mode, device=args.device,
                       candidates=args.candidates, seed=args.seed, max_blocks=args.max_blocks,
-                      reduced_precision=args.reduced_precision)
+                      reduced_precision=args.reduced_precision, train_lr_scale=args.train_lr_scale)
     tty = sys.stdout.isatty()
 
     def show(s) -> None:
@@ -62,6 +66,9 @@ def register(sub) -> None:
     m.add_argument("--device", default="cpu", help="cpu or cuda")
     m.add_argument("--candidates", type=int, default=256, help="fast mode: candidate mini-batches per pass")
     m.add_argument("--reduced-precision", action="store_true", help="bf16 search on CUDA (winner re-run in fp32)")
+    m.add_argument("--train-lr-scale", type=float, default=1.0,
+                   help="fast mode: lr of the training step between rounds, as a multiple of the task's lr")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--max-blocks", type=int)
+    m.add_argument("--threads", type=int, help="torch CPU threads (several provers on one machine: 1 each)")
     m.set_defaults(func=cmd_mine)

@@ -43,6 +43,7 @@ class MinerConfig:
     seed: int = 0
     max_blocks: int | None = None
     reduced_precision: bool = False  # bf16 search on CUDA; the winner is re-run in fp32
+    train_lr_scale: float = 1.0  # fast mode: learning rate of the between-round training step, in task lr
 
 
 class Miner:
@@ -126,7 +127,7 @@ class Miner:
         reqs = compute_requirements(bytes(tip.block_hash), tip.difficulty, self.task.num_params)
         dtype = torch.bfloat16 if self.cfg.reduced_precision and self.device.type == "cuda" else None
         searcher = make_searcher(self.cfg.mode, self.task, self.model, reqs, self.gen, self.device,
-                                 self.cfg.candidates, dtype)
+                                 self.cfg.candidates, dtype, self.cfg.train_lr_scale)
         last = time.monotonic()
         last_attempts = 0
         while not self.stop_event.is_set():

@@ -78,9 +78,10 @@ class FastSearcher:
 
 
 def make_searcher(mode: str, task: Task, model: nn.Module, reqs: list[Requirement], gen: torch.Generator,
-                  device: torch.device, candidates: int = 256, autocast_dtype: torch.dtype | None = None) -> Searcher:
+                  device: torch.device, candidates: int = 256, autocast_dtype: torch.dtype | None = None,
+                  train_lr_scale: float = 1.0) -> Searcher:
     if mode == "faithful":
         return FaithfulSearcher(task, model, reqs, gen, device)
     if mode == "fast":
-        return FastSearcher(task, model, reqs, gen, device, candidates, autocast_dtype)
+        return FastSearcher(task, model, reqs, gen, device, candidates, autocast_dtype, train_lr_scale)
     raise ValueError(f"unknown mode {mode!r}: fast or faithful")

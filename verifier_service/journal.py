@@ -111,9 +111,10 @@ def decode_state(blob: bytes, order: list[str]) -> dict[str, torch.Tensor]:
 class ModelStore:
     """models/<weights hash>.safetensors, written atomically; the file name is the content's hash."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, create: bool = True):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, weights_hash: bytes) -> Path:
         return self.root / f"{weights_hash.hex()}.safetensors"

@@ -76,9 +76,8 @@ contract PoLChain {
     // ──────────────────────────────────────────── events ─────────────────────────────────────────────
 
     /// @notice A block was recorded; the data is exactly abi.encode(header), so logs rebuild the chain.
-    event BlockAttested(bytes32 indexed blockHash, uint64 indexed height, Header header);
-    /// @notice k moved at an epoch boundary.
-    event DifficultyRetargeted(uint64 indexed height, uint8 oldDifficulty, uint8 newDifficulty, uint256 elapsed);
+    /// Difficulty changes need no event of their own: every header carries its k.
+    event BlockAttested(bytes32 indexed blockHash, Header header);
     /// @notice The attester changed from `previous` to `attester`.
     event AttesterChanged(address indexed previous, address indexed attester);
     /// @notice Ownership moved.
@@ -171,7 +170,7 @@ contract PoLChain {
         owner = g.owner;
         emit OwnershipTransferred(address(0), g.owner);
         emit AttesterChanged(address(0), g.attester);
-        emit BlockAttested(genesisHash, 0, genesis);
+        emit BlockAttested(genesisHash, genesis);
     }
 
     // ───────────────────────────────────────────── logic ─────────────────────────────────────────────
@@ -180,32 +179,55 @@ contract PoLChain {
     /// @param h The header, in the layout the Python core encodes.
     /// @return blockHash keccak256(abi.encode(h)), now the tip.
     function submitBlock(Header calldata h) external returns (bytes32 blockHash) {
+        h; // the parameter fixes the ABI; its fields are read at their canonical offsets below
         Tip memory t = _tip;
         if (msg.sender != t.attester) revert NotAttester(msg.sender);
-        bytes32 currentTip = tipHash;
-        if (h.parent != currentTip) revert StaleParent(currentTip, h.parent);
-        // The height check also makes a repeated hash impossible: heights only grow.
-        if (h.height != uint64(t.height) + 1) revert WrongHeight(uint64(t.height) + 1, h.height);
-        if (h.taskSpecHash != TASK_SPEC_HASH) revert WrongTask(TASK_SPEC_HASH, h.taskSpecHash);
-        if (h.difficulty != t.difficulty) revert WrongDifficulty(t.difficulty, h.difficulty);
-        if (h.indices.length != BATCH_SIZE) revert WrongBatchSize(BATCH_SIZE, h.indices.length);
-        if (h.correctAfter <= h.correctBefore) revert AccuracyNotImproved(h.correctBefore, h.correctAfter);
-        if (h.correctAfter > type(uint24).max) revert CountTooLarge(h.correctAfter);
-        if (uint256(h.correctBefore) + SABOTAGE_TOLERANCE < t.correct) {
-            revert SabotageGuard(t.correct, h.correctBefore, SABOTAGE_TOLERANCE);
-        }
 
-        // Hash the calldata itself: it is abi.encode(h) exactly when the encoding is canonical, which
-        // saves decoding and re-encoding the header twice (once for the hash, once for the log).
-        uint256 encodedLength = (12 + BATCH_SIZE) * 32;
-        if (msg.data.length != 4 + encodedLength) revert NonCanonicalEncoding(msg.data.length);
+        // The block hash is keccak256 of the calldata itself, which is abi.encode(h) exactly when the
+        // encoding is canonical: fixed offsets, S indices, no trailing bytes, no dirty high bits.
+        // Checking that once lets every field be read with one calldataload, and the same bytes
+        // serve the hash and the log.
+        uint256 batchSize = BATCH_SIZE;
+        uint256 count;
+        bytes32 parent;
+        uint256 height;
+        bytes32 task;
+        bytes32 newWeights;
+        uint256 correctBefore;
+        uint256 correctAfter;
+        uint256 k;
         uint256 dirty;
         assembly ("memory-safe") {
-            // The struct offset, the indices offset, and every index's upper 224 bits are fixed.
-            dirty := or(xor(calldataload(4), 0x20), xor(calldataload(0xc4), 0x140))
+            dirty := or(xor(calldataload(0x04), 0x20), xor(calldataload(0xc4), 0x140))
+            count := calldataload(0x164)
+            parent := calldataload(0x24)
+            height := calldataload(0x44)
+            task := calldataload(0x64)
+            newWeights := calldataload(0xa4)
+            correctBefore := calldataload(0xe4)
+            correctAfter := calldataload(0x104)
+            k := calldataload(0x124)
+            let fields := or(or(shr(64, height), shr(32, correctBefore)), or(shr(32, correctAfter), shr(8, k)))
+            dirty := or(dirty, or(fields, shr(160, calldataload(0x144))))
             for { let p := 0x184 } lt(p, calldatasize()) { p := add(p, 0x20) } { dirty := or(dirty, shr(32, calldataload(p))) }
         }
         if (dirty != 0) revert NonCanonicalEncoding(msg.data.length);
+        if (count != batchSize) revert WrongBatchSize(batchSize, count);
+        uint256 encodedLength = (12 + batchSize) * 32;
+        if (msg.data.length != 4 + encodedLength) revert NonCanonicalEncoding(msg.data.length);
+
+        bytes32 currentTip = tipHash;
+        if (parent != currentTip) revert StaleParent(currentTip, parent);
+        // The height check also makes a repeated hash impossible: heights only grow.
+        if (height != uint256(t.height) + 1) revert WrongHeight(uint64(t.height) + 1, uint64(height));
+        if (task != TASK_SPEC_HASH) revert WrongTask(TASK_SPEC_HASH, task);
+        if (k != t.difficulty) revert WrongDifficulty(t.difficulty, uint8(k));
+        if (correctAfter <= correctBefore) revert AccuracyNotImproved(uint32(correctBefore), uint32(correctAfter));
+        if (correctAfter > type(uint24).max) revert CountTooLarge(correctAfter);
+        if (correctBefore + SABOTAGE_TOLERANCE < t.correct) {
+            revert SabotageGuard(t.correct, uint32(correctBefore), SABOTAGE_TOLERANCE);
+        }
+
         uint256 ptr;
         assembly ("memory-safe") {
             ptr := mload(0x40)
@@ -215,22 +237,18 @@ contract PoLChain {
         }
 
         tipHash = blockHash;
-        latestModelHash = h.newWeightsHash;
-        t.height = uint32(h.height);
-        t.correct = uint24(h.correctAfter);
-        if (h.height % RETARGET_INTERVAL == 0) {
-            uint256 elapsed = block.timestamp - t.epochStart;
-            uint8 k = computeRetarget(t.difficulty, elapsed);
-            if (k != t.difficulty) emit DifficultyRetargeted(h.height, t.difficulty, k, elapsed);
-            t.difficulty = k;
+        latestModelHash = newWeights;
+        t.height = uint32(height);
+        t.correct = uint24(correctAfter);
+        if (height % RETARGET_INTERVAL == 0) {
+            t.difficulty = computeRetarget(t.difficulty, block.timestamp - t.epochStart);
             t.epochStart = uint32(block.timestamp);
         }
         _tip = t;
-        // emit BlockAttested(blockHash, h.height, h), reusing the bytes already in memory.
+        // emit BlockAttested(blockHash, h), reusing the bytes already in memory.
         bytes32 topic0 = BlockAttested.selector;
-        uint64 height = h.height;
         assembly ("memory-safe") {
-            log3(ptr, encodedLength, topic0, blockHash, height)
+            log2(ptr, encodedLength, topic0, blockHash)
         }
     }
 
@@ -239,20 +257,25 @@ contract PoLChain {
     /// @param k The difficulty during the epoch.
     /// @param elapsed Seconds from the epoch's start to its last block.
     function computeRetarget(uint8 k, uint256 elapsed) public view returns (uint8) {
-        uint256 expected = uint256(RETARGET_INTERVAL) * TARGET_BLOCK_TIME;
-        uint256 observed = elapsed == 0 ? 1 : elapsed;
-        uint256 step;
-        while (observed * 2 <= expected && k < MAX_DIFFICULTY && step < MAX_RETARGET_STEP) {
-            observed *= 2;
-            ++k;
-            ++step;
+        // Unchecked is safe: both factors of `expected` are uint32, and `observed` doubles at most
+        // 255 times from a value below 2^40.
+        unchecked {
+            uint256 expected = uint256(RETARGET_INTERVAL) * TARGET_BLOCK_TIME;
+            uint256 observed = elapsed == 0 ? 1 : elapsed;
+            uint256 steps = MAX_RETARGET_STEP;
+            uint256 newK = k;
+            while (steps != 0 && observed * 2 <= expected && newK < MAX_DIFFICULTY) {
+                observed *= 2;
+                ++newK;
+                --steps;
+            }
+            while (steps != 0 && observed >= expected * 2 && newK > MIN_DIFFICULTY) {
+                observed /= 2;
+                --newK;
+                --steps;
+            }
+            return uint8(newK);
         }
-        while (observed >= expected * 2 && k > MIN_DIFFICULTY && step < MAX_RETARGET_STEP) {
-            observed /= 2;
-            --k;
-            ++step;
-        }
-        return k;
     }
 
     /// @notice The requirements R for a block on a parent with hash `seed`, at the current difficulty.
