@@ -103,11 +103,12 @@ def run_demo(args, net: LocalNetwork, out: Path, t_start: float) -> int:
                  f"{args.task}: accuracy and block interval ({args.provers} provers, {shown} blocks)")
     (out / "run.json").write_text(json.dumps({"contract": dep.address, "rpc_url": url, "blocks": shown,
                                               "seconds": round(time.monotonic() - t_start, 1),
-                                              "deployment": str(dep_path)}, indent=2) + "\n")
+                                              "deployment": str(dep_path), "verifier": f"127.0.0.1:{net.verifier_port}",
+                                              "pids": net.pids()}, indent=2) + "\n")
     print(f"\nwrote {out / 'blocks.csv'} and {out / 'figure1.png'} in {time.monotonic() - t_start:.1f}s")
     if args.keep_running:
         print_try_it(dep, url, net.verifier_port, dep_path)
-        print("the network keeps running; Ctrl-C stops it")
+        print("the network keeps running; Ctrl-C stops it", flush=True)
         try:
             while True:
                 time.sleep(3600)
@@ -137,7 +138,7 @@ def register(sub) -> None:
     d.add_argument("--data-dir", help="CIFAR-10 directory for --task cifar10-resnet18")
     d.add_argument("--device", default="cpu")
     d.add_argument("--provers", type=int, default=2)
-    d.add_argument("--difficulty", type=int, default=9, help="initial k (retargeted every few blocks)")
+    d.add_argument("--difficulty", type=int, default=6, help="initial k (retargeted every few blocks)")
     d.add_argument("--target-block-time", type=int, default=3)
     d.add_argument("--retarget-interval", type=int, default=5)
     d.add_argument("--candidates", type=int, default=128)
