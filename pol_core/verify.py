@@ -82,7 +82,7 @@ def compute_verdict(task: Task, parent: Header, parent_hash: Hash32, difficulty:
     process_proof_position(parent, parent_hash, proof)
     t_shape = time.perf_counter()
 
-    model = task.model_from_state(proof.state)
+    model = task.scratch_model(proof.state)
     before = get_flat_params(model)
     x, y = task.batch(proof.indices)
     process_update(model, x, y, task.config.lr)

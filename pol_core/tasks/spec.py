@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -99,6 +100,7 @@ class Task:
         self.genesis_hash = compute_weights_hash(self.genesis_state)
         self.num_params = count_learnable(genesis)
         self.spec_hash = compute_spec_hash(config, self.fingerprint, self.genesis_hash, self.num_params)
+        self._scratch = threading.local()
 
     @property
     def name(self) -> str:
@@ -113,6 +115,15 @@ class Task:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.init_seed)
             return self._build()
+
+    def scratch_model(self, state) -> nn.Module:
+        """A per-thread CPU model loaded with `state`: constructing (and initialising) a fresh
+        ResNet-18 for every verification would cost more than the step being verified."""
+        model = getattr(self._scratch, "model", None)
+        if model is None:
+            model = self._scratch.model = self.new_model()
+        model.load_state_dict(state, strict=True)
+        return model
 
     def model_from_state(self, state, device: str | torch.device = "cpu") -> nn.Module:
         model = self.new_model()
