@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
 from eth_utils import to_checksum_address
 
 from .keccak import keccak256
@@ -86,10 +85,32 @@ def validate_header(h: Header) -> None:
         raise InvalidHeader("difficulty must fit uint8")
 
 
+def word(value: int) -> bytes:
+    return value.to_bytes(32, "big")
+
+
+HEAD_WORDS = 10  # the tuple's head: nine static fields and the offset of `indices`
+
+
 def compute_header_encoding(h: Header) -> bytes:
-    """abi.encode(header): a leading offset word, because the tuple holds a dynamic array."""
+    """abi.encode(header), written out directly (the layout is fixed; tests compare it with eth_abi):
+    the offset word 0x20, ten head words, then the indices array (length, then one word each)."""
     validate_header(h)
-    return abi_encode([HEADER_ABI_TYPE], [h.as_abi_tuple()])
+    return b"".join((
+        word(0x20),
+        h.parent,
+        word(h.height),
+        h.task_spec_hash,
+        h.weights_hash,
+        h.new_weights_hash,
+        word(32 * HEAD_WORDS),
+        word(h.correct_before),
+        word(h.correct_after),
+        word(h.difficulty),
+        bytes(12) + bytes(h.miner),
+        word(len(h.indices)),
+        *(word(int(i)) for i in h.indices),
+    ))
 
 
 def compute_header_hash(h: Header) -> Hash32:

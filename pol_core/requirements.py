@@ -1,6 +1,7 @@
 """Directed Guiding Gradient requirements: derivation from a seed and the direction check."""
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import torch
@@ -30,6 +31,11 @@ def compute_requirement_draw(seed: Hash32, counter: int, num_params: int) -> Req
 
 def compute_requirements(seed: Hash32, k: Difficulty, num_params: int) -> list[Requirement]:
     """The k requirements for a block mined on a parent whose hash is `seed`, in draw order."""
+    return list(_compute_requirements(bytes(seed), int(k), int(num_params)))
+
+
+@functools.lru_cache(maxsize=256)  # pure; every proof for the same tip derives the same R
+def _compute_requirements(seed: bytes, k: int, num_params: int) -> tuple[Requirement, ...]:
     # The seed is a block hash, always 32 bytes.
     if len(seed) != 32:
         raise InvalidHash(f"seed must be 32 bytes, got {len(seed)}")
@@ -55,7 +61,7 @@ def compute_requirements(seed: Hash32, k: Difficulty, num_params: int) -> list[R
             continue  # collision avoidance: one requirement per weight
         taken.add(r // 2)
         out.append(r)
-    return out
+    return tuple(out)
 
 
 def requirement_index(r: Requirement) -> ParamIndex:

@@ -7,17 +7,18 @@ concatenation. Parameters and buffers (BatchNorm running statistics and counters
 """
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from typing import Mapping
 
 import torch
 from torch import nn
 
-from .keccak import new_keccak256
+from .keccak import keccak256
 from .types import Hash32, InvalidWeights, WeightsHashMismatch
 
+LITTLE_ENDIAN = sys.byteorder == "little"
 DTYPE_CODES: dict[torch.dtype, int] = {torch.float32: 1, torch.int64: 2, torch.uint8: 3}
-CODE_DTYPES = {v: k for k, v in DTYPE_CODES.items()}
 
 StateDict = Mapping[str, torch.Tensor]
 
@@ -33,15 +34,18 @@ def compute_entry_prefix(name: str, t: torch.Tensor) -> bytes:
 
 def compute_tensor_bytes(t: torch.Tensor) -> bytes:
     arr = t.detach().to("cpu").contiguous().numpy()
-    return arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+    if LITTLE_ENDIAN:
+        return arr.tobytes()
+    return arr.astype(arr.dtype.newbyteorder("<")).tobytes()
 
 
 def compute_weights_hash(state: StateDict) -> Hash32:
-    h = new_keccak256()
+    # One keccak call over the joined entries: per-call overhead dominates for small models.
+    parts = []
     for name, t in state.items():
-        h.update(compute_entry_prefix(name, t))
-        h.update(compute_tensor_bytes(t))
-    return Hash32(h.digest())
+        parts.append(compute_entry_prefix(name, t))
+        parts.append(compute_tensor_bytes(t))
+    return keccak256(b"".join(parts))
 
 
 def compute_model_hash(model: nn.Module) -> Hash32:
@@ -86,9 +90,11 @@ def process_state_check(reference: StateDict, received: StateDict) -> None:
             raise InvalidWeights(
                 f"{name}: expected {ref.dtype} {tuple(ref.shape)}, got {got.dtype} {tuple(got.shape)}"
             )
-        # NaN or infinity would make every later comparison meaningless.
-        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
-            raise InvalidWeights(f"{name}: contains NaN or infinity")
+    floats = [t.reshape(-1) for t in received.values() if t.is_floating_point()]
+    # NaN or infinity would make every later comparison meaningless (one pass over all tensors).
+    if floats and not bool(torch.isfinite(torch.cat(floats)).all()):
+        bad = next(n for n, t in received.items() if t.is_floating_point() and not bool(torch.isfinite(t).all()))
+        raise InvalidWeights(f"{bad}: contains NaN or infinity")
 
 
 def process_weights_hash_check(state: StateDict, claimed: Hash32) -> None:
