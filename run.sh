@@ -33,8 +33,8 @@ case "$cmd" in
   demo) setup; exec .venv/bin/pol demo "$@" ;;
   test)
     setup
-    node_modules/.bin/forge test
-    node_modules/.bin/forge snapshot --snap contracts/.gas-snapshot --check
+    node_modules/.bin/forge test --isolate   # each call its own transaction: snapshot gas is per-tx gas
+    node_modules/.bin/forge snapshot --isolate --snap contracts/.gas-snapshot --check
     exec $PY -m pytest "$@"
     ;;
   *) echo "usage: ./run.sh {demo|test|setup} [args]" >&2; exit 2 ;;

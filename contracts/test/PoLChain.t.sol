@@ -131,6 +131,23 @@ contract PoLChainTest is PoLChainFixture {
         submit(h);
     }
 
+    /// @dev Execution gas of submitBlock (without the 21k base and calldata, which bench/gas.py adds)
+    /// goes to contracts/snapshots/, next to .gas-snapshot.
+    function test_GasSubmitBlock() public {
+        for (uint256 i = 1; i < INTERVAL; ++i) {
+            PoLChain.Header memory h = nextHeader(keccak256(abi.encode(i)), chain.tipCorrect(), 1);
+            h.miner = address(bytes20(keccak256("nonzero miner")));
+            vm.prank(ATTESTER);
+            chain.submitBlock(h);
+            if (i == 2) vm.snapshotGasLastCall("submitBlock");
+        }
+        vm.warp(block.timestamp + 1);
+        PoLChain.Header memory last = nextHeader(keccak256("last"), chain.tipCorrect(), 1);
+        vm.prank(ATTESTER);
+        chain.submitBlock(last);
+        vm.snapshotGasLastCall("submitBlock at a retarget height");
+    }
+
     function test_EmitsWholeHeader() public {
         PoLChain.Header memory h = nextHeader(keccak256("w1"), 100, 1);
         vm.expectEmit(true, false, false, true);

@@ -20,6 +20,7 @@ interface Vm {
     function parseJsonBytes(string calldata, string calldata) external pure returns (bytes memory);
     function parseJsonAddress(string calldata, string calldata) external pure returns (address);
     function toString(uint256) external pure returns (string memory);
+    function snapshotGasLastCall(string calldata) external returns (uint256);
 }
 
 /// @dev Assertions revert with a message, which fails the test in forge.
