@@ -34,6 +34,19 @@ from prover.search import FastSearcher
 K = 64  # never met: ~2^-64 per attempt
 
 
+def read_by_walking(params, reqs) -> list[float]:
+    """The reference reads each required weight by walking the parameters in Python."""
+    out = []
+    for r in reqs:
+        i = r // 2
+        for p in params:
+            if i < p.numel():
+                out.append(p.reshape(-1)[i].item())
+                break
+            i -= p.numel()
+    return out
+
+
 def reference_loop(task, model, reqs, seconds: float, device, path: str) -> float:
     """The authors' miner, per attempt: step, Python-loop reads, torch.save of the state dict."""
     opt = torch.optim.SGD(model.parameters(), lr=task.config.lr)
@@ -43,26 +56,13 @@ def reference_loop(task, model, reqs, seconds: float, device, path: str) -> floa
     while time.perf_counter() - t0 < seconds:
         idx = torch.randperm(task.train_size, generator=gen)[: task.config.batch_size].tolist()
         x, y = task.batch(idx, device)
-        before = []
-        for r in reqs:  # the reference reads each required weight by walking the parameters
-            i = r // 2
-            for p in params:
-                if i < p.numel():
-                    before.append(p.reshape(-1)[i].item())
-                    break
-                i -= p.numel()
+        before = read_by_walking(params, reqs)
         model.train()
         opt.zero_grad()
         torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
-        after = []
-        for r in reqs:
-            i = r // 2
-            for p in params:
-                if i < p.numel():
-                    after.append(p.reshape(-1)[i].item())
-                    break
-                i -= p.numel()
+        after = read_by_walking(params, reqs)
+        del before, after  # read, as the reference does, and not used further here
         torch.save(model.state_dict(), path)
         n += 1
     return n / (time.perf_counter() - t0)

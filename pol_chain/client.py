@@ -1,6 +1,7 @@
 """A small typed client for PoLChain.sol, in the style of web3.py: one root exception, typed reverts."""
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass
@@ -138,15 +139,21 @@ class ChainClient:
 
     # ── reads ──
 
-    def _call(self, fn):
+    @contextlib.contextmanager
+    def _errors_translated(self):
+        """The one place where web3 and network errors become this module's typed exceptions."""
         try:
-            return fn.call()
+            yield
         except (ContractCustomError, ContractLogicError) as e:
             raise self.decode_revert(e) from e
         except NETWORK_ERRORS as e:
             raise ChainUnavailable(f"{self.rpc_url}: {e}") from e
         except Web3Exception as e:
             raise ChainError(str(e)) from e
+
+    def _call(self, fn):
+        with self._errors_translated():
+            return fn.call()
 
     def is_connected(self) -> bool:
         try:
@@ -195,26 +202,19 @@ class ChainClient:
     def _transact(self, fn) -> Receipt:
         if self.account is None:
             raise ChainError("this client has no key; it can only read")
-        with self._send_lock:
-            try:
-                # Headroom over the estimate: the estimate runs at another timestamp, and a retarget
-                # block's loop length depends on the timestamp it is mined at.
-                estimate = fn.estimate_gas({"from": self.account.address})
-                tx = fn.build_transaction({
-                    "from": self.account.address,
-                    "nonce": self.w3.eth.get_transaction_count(self.account.address, "pending"),
-                    "chainId": self.w3.eth.chain_id,
-                    "gas": estimate + estimate // 4 + 20_000,
-                })
-                signed = self.account.sign_transaction(tx)
-                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-                rcpt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.timeout)
-            except (ContractCustomError, ContractLogicError) as e:
-                raise self.decode_revert(e) from e
-            except NETWORK_ERRORS as e:
-                raise ChainUnavailable(f"{self.rpc_url}: {e}") from e
-            except Web3Exception as e:
-                raise ChainError(str(e)) from e
+        with self._send_lock, self._errors_translated():
+            # Headroom over the estimate: the estimate runs at another timestamp, and a retarget
+            # block's loop length depends on the timestamp it is mined at.
+            estimate = fn.estimate_gas({"from": self.account.address})
+            tx = fn.build_transaction({
+                "from": self.account.address,
+                "nonce": self.w3.eth.get_transaction_count(self.account.address, "pending"),
+                "chainId": self.w3.eth.chain_id,
+                "gas": estimate + estimate // 4 + 20_000,
+            })
+            signed = self.account.sign_transaction(tx)
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            rcpt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.timeout)
         if rcpt["status"] != 1:
             raise ContractReverted(b"", None, (f"transaction {tx_hash.hex()} reverted",))
         return Receipt("0x" + bytes(tx_hash).hex().removeprefix("0x"), int(rcpt["blockNumber"]), int(rcpt["gasUsed"]),
@@ -225,11 +225,9 @@ class ChainClient:
         r = self._transact(self.contract.functions.submitBlock(header.as_abi_tuple()))
         return Receipt(r.tx_hash, r.block_number, r.gas_used, compute_header_hash(header))
 
-    def add_attester(self, address: str) -> Receipt:
-        return self._transact(self.contract.functions.addAttester(Web3.to_checksum_address(address)))
-
-    def remove_attester(self, address: str) -> Receipt:
-        return self._transact(self.contract.functions.removeAttester(Web3.to_checksum_address(address)))
+    def set_attester(self, address: str) -> Receipt:
+        """Owner only: rotate the attester."""
+        return self._transact(self.contract.functions.setAttester(Web3.to_checksum_address(address)))
 
     def find_transaction(self, block_hash: bytes, from_block: int = 0) -> RecordedBlock | None:
         """The recorded block with this hash, if the chain has it (used to resume after a crash)."""
@@ -242,12 +240,8 @@ class ChainClient:
 
     def get_blocks(self, from_block: int = 0) -> list[RecordedBlock]:
         """Rebuild the chain from BlockAttested events, genesis first."""
-        try:
+        with self._errors_translated():
             logs = self.contract.events.BlockAttested().get_logs(from_block=from_block)
-        except NETWORK_ERRORS as e:
-            raise ChainUnavailable(f"{self.rpc_url}: {e}") from e
-        except Web3Exception as e:
-            raise ChainError(str(e)) from e
         out, stamps = [], {}
         for log in logs:
             n = int(log["blockNumber"])

@@ -122,3 +122,15 @@ def test_unreachable_node_is_a_typed_error(deployed):
     dead = ChainClient(f"http://127.0.0.1:{find_free_port()}", deployed.address, load_abi(), None, timeout=2)
     with pytest.raises(ChainUnavailable):
         dead.get_tip()
+
+
+def test_owner_rotates_the_attester(chain, deployed):
+    new = ChainClient(deployed.rpc_url, deployed.address, load_abi(), OTHER_KEY)
+    chain.set_attester(new.account.address)
+    with pytest.raises(NotAttester):
+        chain.submit_block(next_header(chain, deployed))
+    new.submit_block(next_header(chain, deployed))
+    assert chain.get_tip().height == 1
+    with pytest.raises(ContractReverted) as e:
+        new.set_attester(new.account.address)  # only the owner may rotate
+    assert e.value.name == "NotOwner"
