@@ -14,7 +14,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from .keccak import keccak256
+from .keccak import new_keccak256
 from .types import Hash32, InvalidWeights, WeightsHashMismatch
 
 LITTLE_ENDIAN = sys.byteorder == "little"
@@ -40,12 +40,19 @@ def compute_tensor_bytes(t: torch.Tensor) -> bytes:
 
 
 def compute_weights_hash(state: StateDict) -> Hash32:
-    # One keccak call over the joined entries: per-call overhead dominates for small models.
-    parts = []
+    # Small entries are joined before hashing (per-call overhead dominates for small models);
+    # large tensors stream straight into the hash, without one big copy.
+    h, pending, size = new_keccak256(), [], 0
     for name, t in state.items():
-        parts.append(compute_entry_prefix(name, t))
-        parts.append(compute_tensor_bytes(t))
-    return keccak256(b"".join(parts))
+        pending.append(compute_entry_prefix(name, t))
+        data = compute_tensor_bytes(t)
+        pending.append(data)
+        size += len(data)
+        if size >= 1 << 20:
+            h.update(b"".join(pending))
+            pending, size = [], 0
+    h.update(b"".join(pending))
+    return Hash32(h.digest())
 
 
 def compute_model_hash(model: nn.Module) -> Hash32:
@@ -91,8 +98,12 @@ def process_state_check(reference: StateDict, received: StateDict) -> None:
                 f"{name}: expected {ref.dtype} {tuple(ref.shape)}, got {got.dtype} {tuple(got.shape)}"
             )
     floats = [t.reshape(-1) for t in received.values() if t.is_floating_point()]
-    # NaN or infinity would make every later comparison meaningless (one pass over all tensors).
-    if floats and not bool(torch.isfinite(torch.cat(floats)).all()):
+    # NaN or infinity would make every later comparison meaningless. Small tensors are checked in
+    # one concatenated pass; large ones one by one, to avoid copying a whole large model.
+    small = [t for t in floats if t.numel() < 65536]
+    finite = (not small or bool(torch.isfinite(torch.cat(small)).all())) and all(
+        bool(torch.isfinite(t).all()) for t in floats if t.numel() >= 65536)
+    if not finite:
         bad = next(n for n, t in received.items() if t.is_floating_point() and not bool(torch.isfinite(t).all()))
         raise InvalidWeights(f"{bad}: contains NaN or infinity")
 
