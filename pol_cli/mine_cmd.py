@@ -66,8 +66,9 @@ def register(sub) -> None:
     m.add_argument("--device", default="cpu", help="cpu or cuda")
     m.add_argument("--candidates", type=int, default=256, help="fast mode: candidate mini-batches per pass")
     m.add_argument("--reduced-precision", action="store_true", help="bf16 search on CUDA (winner re-run in fp32)")
-    m.add_argument("--train-lr-scale", type=float, default=1.0,
-                   help="fast mode: lr of the training step between rounds, as a multiple of the task's lr")
+    m.add_argument("--train-lr-scale", type=float, default=None,
+                   help="fast mode: lr of the training step between rounds, in units of the task's lr "
+                        "(default: sqrt(candidates))")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--max-blocks", type=int)
     m.add_argument("--threads", type=int, help="torch CPU threads (several provers on one machine: 1 each)")

@@ -43,7 +43,7 @@ class MinerConfig:
     seed: int = 0
     max_blocks: int | None = None
     reduced_precision: bool = False  # bf16 search on CUDA; the winner is re-run in fp32
-    train_lr_scale: float = 1.0  # fast mode: learning rate of the between-round training step, in task lr
+    train_lr_scale: float | None = None  # fast mode: between-round step lr in task lr; None = sqrt(C)
 
 
 class Miner:

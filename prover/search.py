@@ -1,6 +1,7 @@
 """One mining round in either mode, behind one interface the miner loop drives."""
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import torch
@@ -40,10 +41,13 @@ class FastSearcher:
 
     def __init__(self, task: Task, model: nn.Module, reqs: list[Requirement], gen: torch.Generator,
                  device: torch.device, candidates: int = 256, autocast_dtype: torch.dtype | None = None,
-                 train_lr_scale: float = 1.0):
+                 train_lr_scale: float | None = None):
         self.task, self.model, self.reqs, self.gen, self.device = task, model, reqs, gen, device
         self.c = candidates
-        self.search = BatchedSearch(task, model, reqs, candidates, train_lr_scale, autocast_dtype)
+        # One training step per round on C*S samples replaces C small steps; square-root scaling of
+        # the learning rate keeps the progress per second close to plain training (docs/BENCHMARKS.md).
+        scale = math.sqrt(candidates) if train_lr_scale is None else train_lr_scale
+        self.search = BatchedSearch(task, model, reqs, candidates, scale, autocast_dtype)
         self.located = compute_required_index_tensor(model, reqs)
         self.sign = torch.tensor([-1.0 if r % 2 else 1.0 for r in reqs], dtype=torch.float64)
         self.attempts = 0
@@ -79,7 +83,7 @@ class FastSearcher:
 
 def make_searcher(mode: str, task: Task, model: nn.Module, reqs: list[Requirement], gen: torch.Generator,
                   device: torch.device, candidates: int = 256, autocast_dtype: torch.dtype | None = None,
-                  train_lr_scale: float = 1.0) -> Searcher:
+                  train_lr_scale: float | None = None) -> Searcher:
     if mode == "faithful":
         return FaithfulSearcher(task, model, reqs, gen, device)
     if mode == "fast":
