@@ -155,12 +155,6 @@ class ChainClient:
         with self._errors_translated():
             return fn.call()
 
-    def is_connected(self) -> bool:
-        try:
-            return self.w3.is_connected()
-        except Exception:
-            return False
-
     def get_tip(self) -> TipInfo:
         h, height, model, k = self._call(self.contract.functions.tip())
         return TipInfo(Hash32(bytes(h)), int(height), Hash32(bytes(model)), int(k))

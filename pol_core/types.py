@@ -64,24 +64,3 @@ class UnknownTask(ConsensusError):
 
 class DatasetError(ConsensusError):
     reason = "DATASET_ERROR"
-
-
-def is_hash32(value: object) -> bool:
-    return isinstance(value, (bytes, bytearray)) and len(value) == 32
-
-
-def to_hash32(value: bytes | str) -> Hash32:
-    """Accept 32 raw bytes or a 0x-prefixed hex string."""
-    raw = bytes.fromhex(value[2:] if value.startswith("0x") else value) if isinstance(value, str) else bytes(value)
-    # A hash of any other length cannot be a keccak256 digest.
-    if len(raw) != 32:
-        raise InvalidHash(f"expected 32 bytes, got {len(raw)}")
-    return Hash32(raw)
-
-
-def to_address(value: bytes | str) -> Address:
-    raw = bytes.fromhex(value[2:] if value.startswith("0x") else value) if isinstance(value, str) else bytes(value)
-    # An EVM address is exactly 20 bytes.
-    if len(raw) != 20:
-        raise InvalidHeader(f"expected a 20-byte address, got {len(raw)} bytes")
-    return Address(raw)

@@ -55,10 +55,6 @@ def compute_weights_hash(state: StateDict) -> Hash32:
     return Hash32(h.digest())
 
 
-def compute_model_hash(model: nn.Module) -> Hash32:
-    return compute_weights_hash(model.state_dict())
-
-
 def get_state(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
     """A detached CPU copy, in canonical order."""
     return OrderedDict((k, v.detach().to("cpu").clone()) for k, v in model.state_dict().items())
@@ -72,15 +68,6 @@ def count_learnable(model: nn.Module) -> int:
 def get_flat_params(model: nn.Module) -> torch.Tensor:
     """Parameters concatenated in `named_parameters()` order, each flattened row-major."""
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).to("cpu")
-
-
-def compute_param_locations(model: nn.Module) -> list[tuple[str, int, int]]:
-    """(name, start, numel) per parameter, so a flat index maps to (tensor, offset)."""
-    out, start = [], 0
-    for name, p in model.named_parameters():
-        out.append((name, start, p.numel()))
-        start += p.numel()
-    return out
 
 
 def process_state_check(reference: StateDict, received: StateDict) -> None:
@@ -113,10 +100,6 @@ def process_weights_hash_check(state: StateDict, claimed: Hash32) -> None:
     actual = compute_weights_hash(state)
     if actual != claimed:
         raise WeightsHashMismatch(f"weights hash is 0x{actual.hex()}, claimed 0x{claimed.hex()}")
-
-
-def load_state(model: nn.Module, state: StateDict) -> None:
-    model.load_state_dict(state, strict=True)
 
 
 def compute_state_nbytes(state: StateDict) -> int:
