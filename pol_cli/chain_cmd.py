@@ -95,6 +95,26 @@ def cmd_up(args) -> int:
             anvil.stop()
 
 
+def cmd_deploy(args) -> int:
+    """Deploy to any EVM JSON-RPC endpoint; the key comes from --key-env or --keystore."""
+    from eth_account import Account
+    from web3 import Web3
+
+    from pol_chain.deploy import deploy_chain, genesis_for_task
+    from pol_core.tasks import load_task
+
+    chain_id = Web3(Web3.HTTPProvider(args.rpc_url)).eth.chain_id
+    key = resolve_key(args, chain_id)
+    me = Account.from_key(key).address
+    task = load_task(args.task, args.data_dir)
+    genesis = genesis_for_task(task, args.attester or me, args.owner or me, difficulty=args.difficulty,
+                               target_block_time=args.target_block_time, retarget_interval=args.retarget_interval)
+    dep = deploy_chain(args.rpc_url, key, args.task, genesis)
+    dep.save(args.deployment)
+    print(f"contract {dep.address} on chain {dep.chain_id}; deployment written to {args.deployment}")
+    return 0
+
+
 def cmd_status(args) -> int:
     from pol_chain.deploy import Deployment
 
@@ -146,6 +166,18 @@ def register(sub) -> None:
     up.add_argument("--detach", action="store_true", help="deploy and leave anvil running in the background")
     add_key_args(up)
     up.set_defaults(func=cmd_up)
+    dp = csub.add_parser("deploy", help="deploy PoLChain to any EVM JSON-RPC endpoint")
+    dp.add_argument("--rpc-url", required=True)
+    dp.add_argument("--task", default="digits-cnn")
+    dp.add_argument("--data-dir")
+    dp.add_argument("--difficulty", type=int)
+    dp.add_argument("--target-block-time", type=int, default=5)
+    dp.add_argument("--retarget-interval", type=int, default=10)
+    dp.add_argument("--attester", help="address of the verifier's key (default: the deployer)")
+    dp.add_argument("--owner", help="address that may rotate the attester (default: the deployer)")
+    dp.add_argument("--deployment", default=DEFAULT_DEPLOYMENT)
+    add_key_args(dp)
+    dp.set_defaults(func=cmd_deploy)
     for name, fn, help_ in (("status", cmd_status, "tip, height, latest model hash, difficulty, next R"),
                             ("blocks", cmd_blocks, "every recorded block, rebuilt from events")):
         p = csub.add_parser(name, help=help_)

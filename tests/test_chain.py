@@ -134,3 +134,21 @@ def test_owner_rotates_the_attester(chain, deployed):
     with pytest.raises(ContractReverted) as e:
         new.set_attester(new.account.address)  # only the owner may rotate
     assert e.value.name == "NotOwner"
+
+
+def test_cli_deploy_status_and_blocks_against_an_rpc_url(anvil, tmp_path):
+    """`pol chain deploy` takes the key from an environment variable, never from the command line."""
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "MY_DEPLOY_KEY": ANVIL_DEV_KEYS[2]}
+    dep = tmp_path / "d.json"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "pol_cli.main", "chain", *a], capture_output=True,  # noqa: E731
+                                    text=True, env=env, timeout=120)
+    r = run("deploy", "--rpc-url", anvil.url, "--key-env", "MY_DEPLOY_KEY", "--deployment", str(dep), "--difficulty", "3")
+    assert r.returncode == 0, r.stderr
+    assert ANVIL_DEV_KEYS[2][2:] not in r.stdout + r.stderr
+    s = run("status", "--deployment", str(dep))
+    assert s.returncode == 0 and "height             0" in s.stdout and "difficulty k       3" in s.stdout
+    b = run("blocks", "--deployment", str(dep))
+    assert b.returncode == 0 and b.stdout.count("\n") == 2  # the heading and genesis

@@ -57,6 +57,13 @@ def test_accepts_a_real_proof_end_to_end(service, digits):
     assert block.block_hash == resp.block_hash and block.attested and list(block.indices) == list(found.indices)
     new_tip = client.get_tip()
     assert new_tip.block_hash == resp.block_hash and new_tip.model_hash == resp.new_weights_hash
+    # Prometheus metrics count what happened.
+    import urllib.request
+
+    port = node.metrics.serve(0)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert "pol_proofs_accepted_total 1.0" in text and "pol_tip_height 1.0" in text
+    assert 'pol_verification_seconds_count{phase="update"} 1.0' in text
 
 
 def find_failing_candidate(task, tip, want_requirements: bool):
