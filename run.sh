@@ -8,6 +8,11 @@ cd "$(dirname "$0")"
 
 PY=.venv/bin/python
 
+# Quiet pip, without the warnings some machines' pip configuration prints for every package.
+pip_install() {
+  $PY -m pip install -q "$@" 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
+}
+
 setup() {
   local want have
   want=$(cat pyproject.toml package.json package-lock.json protos/pol/v1/*.proto contracts/src/*.sol | sha256sum | cut -c1-16)
@@ -15,11 +20,11 @@ setup() {
   if [[ "$want" == "$have" && -x $PY && -d node_modules/@foundry-rs ]]; then return 0; fi
   echo "==> setting up (venv, npm packages, gRPC code, contracts)" >&2
   [[ -x $PY ]] || python3 -m venv .venv
-  $PY -m pip install -q --upgrade pip
+  pip_install --upgrade pip
   # torch and torchvision first, pinned: pip takes them from this machine's local files when present.
-  $PY -m pip install -q torch==2.14.1 torchvision==0.29.1
+  pip_install torch==2.14.1 torchvision==0.29.1
   # compat mode puts the repo root on sys.path, so new packages need no reinstall.
-  $PY -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
+  pip_install -e '.[dev]' --config-settings editable_mode=compat
   npm ci --no-audit --no-fund --loglevel=error
   $PY scripts/codegen.py
   node_modules/.bin/forge build --quiet
