@@ -29,7 +29,7 @@ def add_key_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_genesis(args) -> int:
     from pol_core.header import compute_genesis_header, compute_header_hash
-    from pol_core.requirements import compute_requirements
+    from pol_core.requirements import compute_requirements, is_decrease
     from pol_core.step import compute_correct
     from pol_core.tasks import load_task
 
@@ -46,27 +46,27 @@ def cmd_genesis(args) -> int:
     print(f"genesis block      0x{genesis_hash.hex()}")
     print(f"first R (k={k})".ljust(19) + str(reqs))
     for r in reqs:
-        print(f"  r={r:<8d} weight {r // 2:<8d} must {'decrease' if r % 2 else 'increase'}")
+        print(f"  r={r:<8d} weight {r // 2:<8d} must {'decrease' if is_decrease(r) else 'increase'}")
     return 0
 
 
-def deploy_local(task_name: str, rpc_url: str, key: str, difficulty: int | None, target_block_time: int,
-                 retarget_interval: int, data_dir: str | None = None):
+def deploy_task(task, rpc_url: str, key: str, difficulty: int | None, target_block_time: int,
+                retarget_interval: int, attester: str | None = None, owner: str | None = None):
+    """Deploy PoLChain with `task`'s genesis; attester and owner default to the deploying key."""
     from eth_account import Account
 
     from pol_chain.deploy import deploy_chain, genesis_for_task
-    from pol_core.tasks import load_task
 
-    task = load_task(task_name, data_dir)
     me = Account.from_key(key).address
-    genesis = genesis_for_task(task, me, me, difficulty=difficulty, target_block_time=target_block_time,
-                               retarget_interval=retarget_interval)
-    return deploy_chain(rpc_url, key, task_name, genesis)
+    genesis = genesis_for_task(task, attester or me, owner or me, difficulty=difficulty,
+                               target_block_time=target_block_time, retarget_interval=retarget_interval)
+    return deploy_chain(rpc_url, key, task.name, genesis)
 
 
 def cmd_up(args) -> int:
     from pol_chain.anvil import AnvilProcess
     from pol_chain.deploy import Deployment
+    from pol_core.tasks import load_task
 
     anvil = AnvilProcess(port=args.port, state_file=args.state).start()
     try:
@@ -77,8 +77,8 @@ def cmd_up(args) -> int:
             client = old.client(rpc_url=anvil.url)
             if client.w3.eth.get_code(client.address):
                 reuse = Deployment(anvil.url, old.chain_id, old.address, old.deploy_block, old.task, old.genesis)
-        dep = reuse or deploy_local(args.task, anvil.url, resolve_key(args), args.difficulty, args.target_block_time,
-                                    args.retarget_interval, args.data_dir)
+        dep = reuse or deploy_task(load_task(args.task, args.data_dir), anvil.url, resolve_key(args), args.difficulty,
+                                   args.target_block_time, args.retarget_interval)
         dep.save(dep_path)
         print(f"anvil      {anvil.url}\ncontract   {dep.address} ({'resumed from state' if reuse else 'deployed'})")
         print(f"deployment {dep_path}")
@@ -97,19 +97,13 @@ def cmd_up(args) -> int:
 
 def cmd_deploy(args) -> int:
     """Deploy to any EVM JSON-RPC endpoint; the key comes from --key-env or --keystore."""
-    from eth_account import Account
     from web3 import Web3
 
-    from pol_chain.deploy import deploy_chain, genesis_for_task
     from pol_core.tasks import load_task
 
-    chain_id = Web3(Web3.HTTPProvider(args.rpc_url)).eth.chain_id
-    key = resolve_key(args, chain_id)
-    me = Account.from_key(key).address
-    task = load_task(args.task, args.data_dir)
-    genesis = genesis_for_task(task, args.attester or me, args.owner or me, difficulty=args.difficulty,
-                               target_block_time=args.target_block_time, retarget_interval=args.retarget_interval)
-    dep = deploy_chain(args.rpc_url, key, args.task, genesis)
+    key = resolve_key(args, Web3(Web3.HTTPProvider(args.rpc_url)).eth.chain_id)
+    dep = deploy_task(load_task(args.task, args.data_dir), args.rpc_url, key, args.difficulty, args.target_block_time,
+                      args.retarget_interval, args.attester, args.owner)
     dep.save(args.deployment)
     print(f"contract {dep.address} on chain {dep.chain_id}; deployment written to {args.deployment}")
     return 0

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .chain_cmd import DEFAULT_DEPLOYMENT, deploy_local
+from .chain_cmd import DEFAULT_DEPLOYMENT, deploy_task
 from .network import LocalNetwork
 from .report import BlockRow, write_csv, write_figure
 
@@ -37,14 +37,15 @@ def cmd_demo(args) -> int:
 
 def run_demo(args, net: LocalNetwork, out: Path, t_start: float) -> int:
     from pol_chain.anvil import ANVIL_DEV_KEYS
+    from pol_core.tasks import load_task
     from prover.client import VerifierClient
 
+    task = load_task(args.task, args.data_dir)
+    test_size = int(task.test_y.shape[0])
     url = net.start_anvil(args.port)
-    dep = deploy_local(args.task, url, ANVIL_DEV_KEYS[0], args.difficulty, args.target_block_time,
-                       args.retarget_interval, args.data_dir)
+    dep = deploy_task(task, url, ANVIL_DEV_KEYS[0], args.difficulty, args.target_block_time, args.retarget_interval)
     dep_path = Path(args.deployment)
     dep.save(dep_path)
-    test_size = None
     net.start_verifier(dep_path, args.verifier_port,
                        ["--data-dir", args.data_dir] if args.data_dir else [])
     net.wait_verifier()
@@ -59,14 +60,12 @@ def run_demo(args, net: LocalNetwork, out: Path, t_start: float) -> int:
 
     client = VerifierClient(f"127.0.0.1:{net.verifier_port}")
     chain = dep.client()
-    rows: list[BlockRow] = []
-    last_time = None
+    g = dep.genesis
+    rows = [BlockRow(0, "0x" + chain.get_genesis_hash().hex(), "genesis", 0.0, g["correct"], g["correct"],
+                     g["correct"] / test_size, g["difficulty"], 0, "")]
+    last_time = time.time()
     shown = 0
     deadline = time.monotonic() + args.timeout
-    from pol_core.tasks import load_task
-
-    test_size = int(load_task(args.task, args.data_dir).test_y.shape[0])
-    genesis_row = None
     while shown < args.blocks:
         if time.monotonic() > deadline:
             print(f"timed out after {args.timeout}s with {shown} blocks", file=sys.stderr)
@@ -75,12 +74,6 @@ def run_demo(args, net: LocalNetwork, out: Path, t_start: float) -> int:
             print("a network process exited early; see the logs in " + str(net.workdir), file=sys.stderr)
             return 1
         tip = client.get_tip()
-        if genesis_row is None:
-            last_time = time.time()
-            g = dep.genesis
-            genesis_row = BlockRow(0, "0x" + chain.get_genesis_hash().hex(), "genesis", 0.0, g["correct"], g["correct"],
-                                   g["correct"] / test_size, g["difficulty"], 0, "")
-            rows.append(genesis_row)
         while shown < min(tip.height, args.blocks):
             b = client.get_block(height=shown + 1)
             if not b.attested:

@@ -73,14 +73,19 @@ def is_decrease(r: Requirement) -> bool:
     return r % 2 == 1
 
 
+def compute_orientation(reqs: Sequence[Requirement]) -> torch.Tensor:
+    """+1 where the weight must increase, -1 where it must decrease: multiply a change by it and
+    positive means 'as required'."""
+    return torch.tensor([-1.0 if is_decrease(r) else 1.0 for r in reqs], dtype=torch.float64)  # (k,)
+
+
 def compute_required_deltas(
     flat_before: torch.Tensor, flat_after: torch.Tensor, reqs: Sequence[Requirement]
 ) -> torch.Tensor:
     """Signed change of each required weight, oriented so that positive means 'as required'."""
     idx = torch.tensor([requirement_index(r) for r in reqs], dtype=torch.long)
-    sign = torch.tensor([-1.0 if is_decrease(r) else 1.0 for r in reqs], dtype=torch.float64)
     delta = flat_after[idx].double() - flat_before[idx].double()  # (k,)
-    return delta * sign
+    return delta * compute_orientation(reqs)
 
 
 def is_requirements_met(

@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from pol_core.requirements import Requirement
+from pol_core.requirements import Requirement, compute_orientation
 from pol_core.step import compute_robust_count, is_robustly_improved, process_update
 from pol_core.tasks import Task
 from pol_core.types import SampleIndex
@@ -48,11 +48,16 @@ def read_required(located: list[tuple[torch.Tensor, int]]) -> torch.Tensor:
     return torch.stack([p.detach().reshape(-1)[o] for p, o in located]).cpu()  # (k,)
 
 
+def copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of W on the model's own device (the core's get_state copies to the CPU)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def is_robust_proof(task: Task, model: nn.Module, before_state: dict, device) -> tuple[bool, int, int]:
     """The accuracy rule with the task's logit margin, on the prover's device."""
     x, y = task.test_x.to(device), task.test_y.to(device)
     after = compute_robust_count(model, x, y, task.config.eval_batch, task.config.logit_margin)
-    after_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    after_state = copy_state(model)
     model.load_state_dict(before_state)
     before = compute_robust_count(model, x, y, task.config.eval_batch, task.config.logit_margin)
     model.load_state_dict(after_state)
@@ -71,14 +76,14 @@ def mine_faithful(
 ) -> Found | None:
     """Run Algorithm 1 on `model` in place; return the proof, or None after `max_attempts`."""
     cfg = task.config
-    sign = torch.tensor([-1.0 if r % 2 else 1.0 for r in reqs], dtype=torch.float64)
+    sign = compute_orientation(reqs)
     located = compute_required_index_tensor(model, reqs)
     for attempt in range(1, max_attempts + 1):
         if should_stop():
             return None
         indices = draw_indices(gen, task.train_size, cfg.batch_size)
         x, y = task.batch(indices, device)  # (S, C, H, W), (S,)
-        before_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        before_state = copy_state(model)
         w_before = read_required(located)
         process_update(model, x, y, cfg.lr)
         oriented = (read_required(located).double() - w_before.double()) * sign  # (k,)

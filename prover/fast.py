@@ -22,18 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pol_core.requirements import Requirement
+from pol_core.requirements import Requirement, compute_orientation
 from pol_core.tasks import Task
 
 
 @dataclass(frozen=True)
 class Target:
-    """Where one requirement points: a module, which of its tensors, and the flat offset."""
+    """Where one requirement points: a module, which of its tensors, and the flat offset in it."""
 
     module: nn.Module
     kind: str  # "weight" or "bias"
     offset: int
-    sign: float  # +1 when the weight must increase, -1 when it must decrease
 
 
 def locate_targets(model: nn.Module, reqs: list[Requirement]) -> list[Target]:
@@ -48,7 +47,7 @@ def locate_targets(model: nn.Module, reqs: list[Requirement]) -> list[Target]:
         lo, _, mod, kind = next(s for s in spans if s[0] <= idx < s[1])
         if not isinstance(mod, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
             raise NotImplementedError(f"fast mode cannot target {type(mod).__name__}")
-        out.append(Target(mod, kind, idx - lo, -1.0 if r % 2 else 1.0))
+        out.append(Target(mod, kind, idx - lo))
     return out
 
 
@@ -144,7 +143,7 @@ class BatchedSearch:
         self.model = model
         self.c = candidates
         self.targets = locate_targets(model, reqs)
-        self.sign = torch.tensor([t.sign for t in self.targets])
+        self.sign = compute_orientation(reqs).float()  # (k,)
         self.train_lr = task.config.lr * train_lr_scale
         self.autocast_dtype = autocast_dtype
         if any(m.groups != 1 or m.dilation != (1, 1) for m in model.modules() if isinstance(m, nn.Conv2d)):
@@ -157,7 +156,7 @@ class BatchedSearch:
         cap = Capture({t.module for t in self.targets if not isinstance(t.module, nn.BatchNorm2d)})
         try:
             with GroupedBatchNorm(model, c) as bn:
-                params = [p for p in model.parameters()]
+                params = list(model.parameters())
                 device_type = x.device.type
                 with torch.autocast(device_type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
                     logits = model(x)  # (C*S, classes)

@@ -7,12 +7,20 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from pol_core.requirements import Requirement
+from pol_core.requirements import Requirement, compute_orientation
 from pol_core.step import process_update
 from pol_core.tasks import Task
 
 from .fast import BatchedSearch
-from .faithful import Found, compute_required_index_tensor, draw_indices, is_robust_proof, mine_faithful, read_required
+from .faithful import (
+    Found,
+    compute_required_index_tensor,
+    copy_state,
+    draw_indices,
+    is_robust_proof,
+    mine_faithful,
+    read_required,
+)
 
 
 class Searcher(Protocol):
@@ -49,7 +57,7 @@ class FastSearcher:
         scale = math.sqrt(candidates) if train_lr_scale is None else train_lr_scale
         self.search = BatchedSearch(task, model, reqs, candidates, scale, autocast_dtype)
         self.located = compute_required_index_tensor(model, reqs)
-        self.sign = torch.tensor([-1.0 if r % 2 else 1.0 for r in reqs], dtype=torch.float64)
+        self.sign = compute_orientation(reqs)
         self.attempts = 0
         self.rechecked = 0
 
@@ -58,7 +66,7 @@ class FastSearcher:
         idx = [draw_indices(self.gen, self.task.train_size, cfg.batch_size) for _ in range(self.c)]
         flat = [i for cand in idx for i in cand]
         x, y = self.task.batch(flat, self.device)  # (C*S, ...), (C*S,)
-        before = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        before = copy_state(self.model)
         oriented = self.search.oriented_deltas(x, y, train=True)  # (C, k); the model has trained now
         self.attempts += self.c
         # Search arithmetic may be reduced precision: pass candidates on a looser bound, then
@@ -66,7 +74,7 @@ class FastSearcher:
         passing = torch.nonzero((oriented > cfg.delta_margin * 0.5).all(dim=1)).flatten().tolist()
         if not passing:
             return None
-        trained = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        trained = copy_state(self.model)
         for c in passing:
             self.rechecked += 1
             self.model.load_state_dict(before)
