@@ -124,7 +124,7 @@ contract PoLChainTest is PoLChainFixture {
 
     function test_EmitsWholeHeaderOnRetargetBlocks() public {
         for (uint256 i = 1; i < INTERVAL; ++i) submit(nextHeader(keccak256(abi.encode(i)), chain.tipCorrect(), 1));
-        vm.warp(block.timestamp + 1); // fast epoch: the retarget event is emitted before the block's log
+        vm.warp(block.timestamp + 1); // a fast epoch: this block also moves k, and its log still carries the header
         PoLChain.Header memory h = nextHeader(keccak256("last"), chain.tipCorrect(), 1);
         vm.expectEmit(true, false, false, true);
         emit PoLChain.BlockAttested(keccak256(abi.encode(h)), h);
@@ -334,13 +334,27 @@ contract PoLChainTest is PoLChainFixture {
     }
 
     function testFuzz_RetargetBounded(uint256 secondsPerBlock) public {
+        // Start at k = 10, so that both sides of the step bound (k +- 4) lie inside [min, max] = [1, 32].
+        PoLChain.Genesis memory g = genesis();
+        g.difficulty = 10;
+        chain = new PoLChain(g);
         secondsPerBlock = bound(secondsPerBlock, 0, 100_000);
         mineEpoch(secondsPerBlock);
         uint256 k = chain.difficulty();
-        assertTrue(k >= 1 && k <= 32, "within [min, max]");
-        assertTrue(k + 4 >= 4 && k <= 4 + 4, "at most maxRetargetStep");
-        if (secondsPerBlock * INTERVAL * 2 <= INTERVAL * TARGET) assertTrue(k > 4, "fast epochs raise k");
-        if (secondsPerBlock * INTERVAL >= INTERVAL * TARGET * 2) assertTrue(k < 4, "slow epochs lower k");
+        assertTrue(k >= 10 - 4 && k <= 10 + 4, "at most maxRetargetStep either way");
+        if (secondsPerBlock * 2 <= TARGET) assertTrue(k > 10, "fast epochs raise k");
+        if (secondsPerBlock >= TARGET * 2) assertTrue(k < 10, "slow epochs lower k");
+        if (secondsPerBlock * 2 > TARGET && secondsPerBlock < TARGET * 2) assertEq(k, 10, "near target keeps k");
+    }
+
+    function test_RetargetStepIsBoundedBothWays() public {
+        PoLChain.Genesis memory g = genesis();
+        g.difficulty = 10;
+        chain = new PoLChain(g);
+        mineEpoch(0); // as fast as possible: many doublings, capped at 4
+        assertEq(chain.difficulty(), 14, "k up by at most 4");
+        mineEpoch(100_000); // as slow as possible: many halvings, capped at 4
+        assertEq(chain.difficulty(), 10, "k down by at most 4");
     }
 
     // ─── attesters ───
@@ -510,10 +524,24 @@ contract PoLChainVectorsTest is PoLChainFixture {
         }
     }
 
-    function testFuzz_HashHeaderIsKeccakOfAbiEncode(bytes32 w1, uint32 before, uint32 gain, address miner) public view {
-        PoLChain.Header memory h = nextHeader(w1, before, 0);
-        h.correctAfter = gain;
+    /// @dev submitBlock hashes its calldata in assembly, not abi.encode(h): the two must agree for
+    /// every header it accepts, or the chain would record a hash no one else computes.
+    function testFuzz_SubmitHashIsKeccakOfAbiEncode(bytes32 w1, uint32 before, uint32 gain, address miner, uint32[4] memory p)
+        public
+    {
+        before = uint32(bound(before, G_CORRECT - TOLERANCE, type(uint24).max - 1));
+        gain = uint32(bound(gain, 1, type(uint24).max - before));
+        PoLChain.Header memory h = nextHeader(w1, before, gain);
         h.miner = miner;
-        assertEq(chain.hashHeader(h), keccak256(abi.encode(h)), "hash rule");
+        for (uint256 i; i < 4; ++i) h.indices[i] = p[i];
+        bytes32 got = submit(h);
+        assertEq(got, keccak256(abi.encode(h)), "submitBlock's hash");
+        assertEq(chain.tipHash(), keccak256(abi.encode(h)), "tip");
+    }
+
+    function test_SubmitHashIsKeccakOfAbiEncode() public {
+        PoLChain.Header memory h = nextHeader(keccak256("w1"), G_CORRECT, 1);
+        h.miner = address(type(uint160).max);
+        assertEq(submit(h), keccak256(abi.encode(h)), "submitBlock's hash");
     }
 }
