@@ -9,20 +9,25 @@ import sys
 
 from eth_account import Account
 
-from pol_chain import AnvilProcess, deploy_chain, genesis_for_task
-from pol_chain.anvil import ANVIL_DEV_KEYS, rpc_call
+from pol.genesis import Genesis
+from pol_chain import AnvilProcess, ChainClient, deploy_chain
+from pol_chain.anvil import ANVIL_DEV_KEYS
 from pol_core.header import Header
 from pol_core.keccak import keccak256
 from pol_core.tasks import load_task
+from pol_core.types import Address, CorrectCount, Hash32, Height, SampleIndex
+from pol_core.verify import compute_genesis_correct
 
 KEY = ANVIL_DEV_KEYS[0]
 
 
-def header_on(client, task_hash, i, miner, indices=(1436, 1021, 977, 1300)) -> Header:
+def header_on(client: ChainClient, task_hash: Hash32, i: int, miner: bytes,
+              indices: tuple[int, ...] = (1436, 1021, 977, 1300)) -> Header:
     tip = client.get_tip()
     correct = client.get_tip_correct()
-    return Header(tip.hash, tip.height + 1, task_hash, tip.model_hash, keccak256(b"w'" + i.to_bytes(4, "big")),
-                  indices, correct, correct + 1, tip.difficulty, miner)
+    return Header(tip.hash, Height(tip.height + 1), task_hash, tip.model_hash, keccak256(b"w'" + i.to_bytes(4, "big")),
+                  tuple(SampleIndex(i) for i in indices), CorrectCount(correct), CorrectCount(correct + 1),
+                  tip.difficulty, Address(miner))
 
 
 def main() -> int:
@@ -31,17 +36,19 @@ def main() -> int:
     rows = []
     with AnvilProcess() as anvil:
         interval = 5
-        dep = deploy_chain(anvil.url, KEY, task.name, genesis_for_task(task, me, me, difficulty=8, retarget_interval=interval,
-                                                                        target_block_time=10))
+        genesis = Genesis.for_task(task, compute_genesis_correct(task), me, me, difficulty=8,
+                                   retarget_interval=interval, target_block_time=10)
+        dep = deploy_chain(anvil.url, KEY, task.name, genesis)
         c = dep.client(KEY)
         th = task.spec_hash
-        normal, retarget = [], []
+        normal: list[tuple[str, int]] = []
+        retarget: list[tuple[str, int]] = []
         miners = {"zero-heavy miner 0x00..aa": b"\x00" * 19 + b"\xaa", "all-nonzero miner 0xb2..b2": b"\xb2" * 20}
         for label, miner in miners.items():
             for i in range(3 * interval):
                 h = header_on(c, th, i, miner)
                 ts = c.get_timestamp() + (1 if (i // interval) % 2 == 0 else 40)  # alternate fast and slow epochs
-                rpc_call(anvil.url, "evm_setNextBlockTimestamp", [ts])
+                c.rpc("evm_setNextBlockTimestamp", [ts])
                 gas = c.submit_block(h).gas_used
                 (retarget if h.height % interval == 0 else normal).append((label, gas))
         for label in miners:

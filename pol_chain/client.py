@@ -6,17 +6,19 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Sequence, cast
 
-from eth_abi import decode as abi_decode
-from eth_account import Account
-from eth_utils import keccak
-from web3 import Web3
 import requests
+from eth_abi.abi import decode as abi_decode
+from eth_account import Account
+from eth_typing import ABIError
+from eth_utils.abi import filter_abi_by_type, function_abi_to_4byte_selector, get_abi_input_types
+from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, Web3Exception
+from web3.types import RPCEndpoint
 
 from pol_core.header import Header, compute_header_hash, header_from_abi_tuple
-from pol_core.types import Hash32
+from pol_core.types import Difficulty, Hash32, Height
 
 
 # Only these mean "the node did not answer"; any other web3 error is a bug or a bad request.
@@ -78,9 +80,9 @@ REVERT_TYPES: dict[str, type[ContractReverted]] = {
 @dataclass(frozen=True)
 class TipInfo:
     hash: Hash32
-    height: int
+    height: Height
     model_hash: Hash32
-    difficulty: int
+    difficulty: Difficulty
 
 
 @dataclass(frozen=True)
@@ -117,12 +119,39 @@ def load_private_key(key_env: str | None = None, keystore: str | Path | None = N
 
 
 def compute_error_selectors(abi: list[dict[str, Any]]) -> dict[bytes, tuple[str, list[str]]]:
-    out = {}
-    for item in abi:
-        if item.get("type") == "error":
-            types = [i["type"] for i in item["inputs"]]
-            out[keccak(text=f"{item['name']}({','.join(types)})")[:4]] = (item["name"], types)
-    return out
+    """Custom-error selector -> (name, argument types), for decoding revert data."""
+    errors = filter_abi_by_type("error", cast(Sequence[ABIError], abi))
+    return {bytes(function_abi_to_4byte_selector(e)): (e["name"], list(get_abi_input_types(e))) for e in errors}
+
+
+@contextlib.contextmanager
+def errors_translated(rpc_url: str, decode_revert: Callable[[Exception], ContractReverted] | None = None
+                      ) -> Iterator[None]:
+    """The one place where web3 and network errors become this module's typed exceptions."""
+    try:
+        yield
+    except (ContractCustomError, ContractLogicError) as e:
+        raise (decode_revert(e) if decode_revert else ContractReverted(b"", None, (str(e),))) from e
+    except NETWORK_ERRORS as e:
+        raise ChainUnavailable(f"cannot reach the chain node at {rpc_url} ({describe_network_error(e)})") from e
+    except Web3Exception as e:
+        raise ChainError(str(e)) from e
+
+
+def describe_network_error(e: BaseException) -> str:
+    """A few words for a failed JSON-RPC request, instead of urllib3's nested repr."""
+    if isinstance(e, requests.exceptions.Timeout) or isinstance(e, TimeExhausted):
+        return "timed out"
+    if isinstance(e, requests.exceptions.ConnectionError):
+        return "connection refused" if "refused" in str(e).lower() else "connection failed"
+    return f"{type(e).__name__}: {e}"
+
+
+def get_chain_id(rpc_url: str, timeout: float = 10.0) -> int:
+    """The chain id at `rpc_url`; ChainUnavailable when nothing answers there."""
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    with errors_translated(rpc_url):
+        return int(w3.eth.chain_id)
 
 
 class ChainClient:
@@ -139,17 +168,16 @@ class ChainClient:
 
     # ── reads ──
 
-    @contextlib.contextmanager
-    def _errors_translated(self):
-        """The one place where web3 and network errors become this module's typed exceptions."""
-        try:
-            yield
-        except (ContractCustomError, ContractLogicError) as e:
-            raise self.decode_revert(e) from e
-        except NETWORK_ERRORS as e:
-            raise ChainUnavailable(f"{self.rpc_url}: {e}") from e
-        except Web3Exception as e:
-            raise ChainError(str(e)) from e
+    def _errors_translated(self) -> contextlib.AbstractContextManager[None]:
+        return errors_translated(self.rpc_url, self.decode_revert)
+
+    def rpc(self, method: str, params: list[Any] | None = None) -> Any:
+        """A raw JSON-RPC call through web3's provider (anvil's evm_* methods, for example)."""
+        with self._errors_translated():
+            resp = self.w3.provider.make_request(RPCEndpoint(method), params or [])
+        if "error" in resp:
+            raise ChainError(f"{method}: {resp['error']}")
+        return resp["result"]
 
     def _call(self, fn):
         with self._errors_translated():
@@ -157,7 +185,7 @@ class ChainClient:
 
     def get_tip(self) -> TipInfo:
         h, height, model, k = self._call(self.contract.functions.tip())
-        return TipInfo(Hash32(bytes(h)), int(height), Hash32(bytes(model)), int(k))
+        return TipInfo(Hash32(bytes(h)), Height(int(height)), Hash32(bytes(model)), Difficulty(int(k)))
 
     def get_latest_model_hash(self) -> Hash32:
         return Hash32(bytes(self._call(self.contract.functions.latestModelHash())))

@@ -1,7 +1,8 @@
-"""Typed aliases and the named exceptions every consensus check raises."""
+"""Typed aliases, the reasons a rule can refuse something, and the named exceptions carrying them."""
 from __future__ import annotations
 
-from typing import NewType
+from enum import StrEnum
+from typing import ClassVar, NewType
 
 Hash32 = NewType("Hash32", bytes)  # 32 bytes, a keccak256 digest
 Address = NewType("Address", bytes)  # 20 bytes, an EVM address
@@ -16,51 +17,88 @@ ZERO_HASH = Hash32(b"\x00" * 32)
 ZERO_ADDRESS = Address(b"\x00" * 20)
 
 
-class ConsensusError(Exception):
-    """Root of every rule violation; the verifier maps each subclass to a rejection reason."""
+class Reason(StrEnum):
+    """Why a consensus rule refused its input. The value is what travels on the wire; how a
+    service reports each reason (a gRPC status, an exit code) is decided outside pol_core."""
 
-    reason: str = "INVALID"
+    INVALID_DIFFICULTY = "INVALID_DIFFICULTY"
+    INVALID_HASH = "INVALID_HASH"
+    INVALID_INDICES = "INVALID_INDICES"
+    INVALID_WEIGHTS = "INVALID_WEIGHTS"
+    WEIGHTS_HASH_MISMATCH = "WEIGHTS_HASH_MISMATCH"
+    REQUIREMENTS_NOT_MET = "REQUIREMENTS_NOT_MET"
+    ACCURACY_NOT_IMPROVED = "ACCURACY_NOT_IMPROVED"
+    SABOTAGE_GUARD = "SABOTAGE_GUARD"
+    INVALID_HEADER = "INVALID_HEADER"
+    STALE = "STALE"  # the proof extends a block that is not its parent's (the tip's) hash
+    WRONG_HEIGHT = "WRONG_HEIGHT"
+    INVALID_BATCH_SIZE = "INVALID_BATCH_SIZE"
+    INVALID_TASK_CONFIG = "INVALID_TASK_CONFIG"
+    UNKNOWN_TASK = "UNKNOWN_TASK"
+    DATASET_ERROR = "DATASET_ERROR"
+
+
+class ConsensusError(Exception):
+    """Root of every rule violation; each subclass names its Reason."""
+
+    reason: ClassVar[Reason]
 
 
 class InvalidDifficulty(ConsensusError):
-    reason = "INVALID_DIFFICULTY"
+    reason = Reason.INVALID_DIFFICULTY
 
 
 class InvalidHash(ConsensusError):
-    reason = "INVALID_HASH"
+    reason = Reason.INVALID_HASH
 
 
 class InvalidIndices(ConsensusError):
-    reason = "INVALID_INDICES"
+    reason = Reason.INVALID_INDICES
 
 
 class InvalidWeights(ConsensusError):
-    reason = "INVALID_WEIGHTS"
+    reason = Reason.INVALID_WEIGHTS
 
 
 class WeightsHashMismatch(ConsensusError):
-    reason = "WEIGHTS_HASH_MISMATCH"
+    reason = Reason.WEIGHTS_HASH_MISMATCH
 
 
 class RequirementsNotMet(ConsensusError):
-    reason = "REQUIREMENTS_NOT_MET"
+    reason = Reason.REQUIREMENTS_NOT_MET
 
 
 class AccuracyNotImproved(ConsensusError):
-    reason = "ACCURACY_NOT_IMPROVED"
+    reason = Reason.ACCURACY_NOT_IMPROVED
 
 
 class SabotageDetected(ConsensusError):
-    reason = "SABOTAGE_GUARD"
+    reason = Reason.SABOTAGE_GUARD
 
 
 class InvalidHeader(ConsensusError):
-    reason = "INVALID_HEADER"
+    reason = Reason.INVALID_HEADER
+
+
+class ParentNotTip(ConsensusError):
+    reason = Reason.STALE
+
+
+class HeightNotNext(ConsensusError):
+    reason = Reason.WRONG_HEIGHT
+
+
+class InvalidBatchSize(ConsensusError):
+    reason = Reason.INVALID_BATCH_SIZE
+
+
+class InvalidTaskConfig(ConsensusError):
+    reason = Reason.INVALID_TASK_CONFIG
 
 
 class UnknownTask(ConsensusError):
-    reason = "UNKNOWN_TASK"
+    reason = Reason.UNKNOWN_TASK
 
 
 class DatasetError(ConsensusError):
-    reason = "DATASET_ERROR"
+    reason = Reason.DATASET_ERROR

@@ -69,8 +69,8 @@ def build_weights_vectors() -> list[dict[str, Any]]:
         lin.bias.copy_(torch.tensor([1.0, -2.0]))
     bn = nn.BatchNorm1d(2)
     with torch.no_grad():
-        bn.running_mean.copy_(torch.tensor([0.25, -0.75]))
-        bn.num_batches_tracked.fill_(3)
+        bn.get_buffer("running_mean").copy_(torch.tensor([0.25, -0.75]))
+        bn.get_buffer("num_batches_tracked").fill_(3)
     out = []
     for name, model in (("linear-3-2", lin), ("batchnorm-2", bn), ("sequential", nn.Sequential(lin, bn))):
         state = model.state_dict()

@@ -5,7 +5,6 @@ from dataclasses import replace
 import pytest
 
 from pol_chain import AccuracyNotImproved, ChainClient, NotAttester, SabotageGuard, StaleParent, WrongDifficulty, WrongHeight
-from pol_chain.anvil import rpc_call
 from pol_chain.client import ChainUnavailable, ContractReverted
 from pol_chain.deploy import load_abi
 from pol_core.header import Header, compute_genesis_header, compute_header_hash
@@ -22,14 +21,14 @@ MINER = b"\x11" * 20
 def next_header(chain: ChainClient, deployed, i: int = 0, gain: int = 1, before: int | None = None) -> Header:
     tip = chain.get_tip()
     correct = chain.get_tip_correct() if before is None else before
-    return Header(tip.hash, tip.height + 1, bytes.fromhex(deployed.genesis["taskSpecHash"][2:]), tip.model_hash,
+    return Header(tip.hash, tip.height + 1, deployed.genesis.task_spec_hash, tip.model_hash,
                   keccak256(b"w" + i.to_bytes(4, "big") + tip.hash), (1, 2, 3, 4), correct, correct + gain,
                   tip.difficulty, MINER)
 
 
 def test_genesis_matches_the_core(chain, deployed, digits):
     g = deployed.genesis
-    expected = compute_genesis_header(digits.spec_hash, digits.genesis_hash, g["correct"], g["difficulty"])
+    expected = compute_genesis_header(digits.spec_hash, digits.genesis_hash, g.correct, g.difficulty)
     assert chain.get_genesis_hash() == compute_header_hash(expected)
     tip = chain.get_tip()
     assert tip.height == 0 and tip.hash == compute_header_hash(expected)
@@ -68,7 +67,7 @@ def test_revert_paths_are_typed(chain, deployed):
     with pytest.raises(AccuracyNotImproved):
         chain.submit_block(replace(good, correct_after=good.correct_before))
     with pytest.raises(SabotageGuard):
-        low = good.correct_before - deployed.genesis["sabotageTolerance"] - 1
+        low = good.correct_before - deployed.genesis.sabotage_tolerance - 1
         chain.submit_block(replace(good, correct_before=low, correct_after=low + 1))
     with pytest.raises(ContractReverted) as e:
         chain.submit_block(replace(good, task_spec_hash=keccak256(b"other task")))
@@ -88,7 +87,7 @@ def test_revert_paths_are_typed(chain, deployed):
 def mine_epoch(chain, deployed, seconds_per_block):
     for i in range(4):
         ts = chain.get_timestamp() + seconds_per_block
-        rpc_call(deployed.rpc_url, "evm_setNextBlockTimestamp", [ts])
+        chain.rpc("evm_setNextBlockTimestamp", [ts])
         chain.submit_block(next_header(chain, deployed, i))
 
 

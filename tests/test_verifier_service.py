@@ -8,14 +8,19 @@ import grpc
 import pytest
 import torch
 
+from pol.client import Rejected, VerifierClient
+from pol.reasons import ServiceReason
 from pol.v1 import verifier_pb2 as pb
+from pol.wire import encode_state
 from pol_chain import AnvilProcess
 from pol_core.requirements import compute_requirements, is_requirements_met
-from pol_core.step import compute_correct, process_update
+from pol_core.step import compute_correct, process_step
+from pol_core.types import Reason
 from pol_core.weights import compute_weights_hash, get_flat_params
-from prover.client import Rejected, VerifierClient
 from verifier_service.config import VerifierConfig
-from verifier_service.journal import encode_state
+from verifier_service.factory import build_node
+from verifier_service.journal import Journal, ModelStore
+from verifier_service.metrics import Metrics
 from verifier_service.node import VerifierNode
 from verifier_service.server import create_server
 
@@ -24,10 +29,11 @@ from .helpers import KEY, MINER, deploy_fresh, mine_on, start_verifier_process, 
 
 @pytest.fixture()
 def service(anvil, digits, tmp_path):
-    dep_path = tmp_path / "deployment.json"
-    deploy_fresh(anvil.url, digits, dep_path)
-    node = VerifierNode(VerifierConfig(deployment=str(dep_path), data_root=str(tmp_path / "v"), receipt_wait_s=20), KEY,
-                        task=digits)
+    dep = deploy_fresh(anvil.url, digits, tmp_path / "deployment.json")
+    # Assembled from its collaborators, as any embedding of the node would.
+    node = VerifierNode(task=digits, deployment=dep, chain=dep.client(KEY), journal=Journal(tmp_path / "v" / "j.sqlite"),
+                        models=ModelStore(tmp_path / "v" / "models"), metrics=Metrics(),
+                        cfg=VerifierConfig(receipt_wait_s=20))
     server, port = create_server(node, "127.0.0.1:0")
     node.start()
     server.start()
@@ -75,7 +81,7 @@ def find_failing_candidate(task, tip, want_requirements: bool):
         idx = tuple(torch.randperm(task.train_size, generator=gen)[:4].tolist())
         m = task.new_model()
         before = get_flat_params(m)
-        process_update(m, *task.batch(idx), task.config.lr)
+        process_step(m, *task.batch(idx), task.config)
         met = is_requirements_met(before, get_flat_params(m), reqs)
         if not want_requirements and not met:
             return idx
@@ -140,9 +146,37 @@ def test_bad_inputs_get_specific_statuses(service, digits):
     with pytest.raises(Rejected) as e:
         submit_found(client, digits, tip, found)  # the same proof again
     assert (e.value.code, e.value.reason) == (grpc.StatusCode.ALREADY_EXISTS, "DUPLICATE")
-    with pytest.raises(grpc.RpcError) as e:
+    with pytest.raises(Rejected) as e:
         client.get_model(b"\x09" * 32, [])
-    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    assert (e.value.code, e.value.reason) == (grpc.StatusCode.NOT_FOUND, ServiceReason.UNKNOWN_MODEL)
+    # GetModel is a generator: its checks run while the stream is iterated, through the same map.
+    with pytest.raises(Rejected) as e:
+        client.get_model(b"\x09" * 31, [])
+    assert (e.value.code, e.value.reason) == (grpc.StatusCode.INVALID_ARGUMENT, Reason.INVALID_HASH)
+
+
+def test_errors_inside_watch_tip_are_mapped(service, monkeypatch):
+    """A failure after the stream started still ends it with the service's status and reason."""
+    node, client = service
+    calls = [0]
+    real = node.tip_view
+
+    def flaky():
+        calls[0] += 1
+        if calls[0] > 1:
+            raise RuntimeError("disk on fire")
+        return real()
+
+    monkeypatch.setattr(node, "tip_view", flaky)
+    stream = client.watch_tip()
+    first = next(stream)
+    assert first.height == 0
+    node._after_attest_pass(None)  # wake the stream, which then fails
+    with pytest.raises(grpc.RpcError) as e:
+        next(stream)
+    assert e.value.code() == grpc.StatusCode.INTERNAL
+    assert dict(e.value.trailing_metadata())["pol-reason"] == "INTERNAL"
+    assert "disk on fire" not in e.value.details()  # internals stay in the service's log
 
 
 def test_concurrent_submissions_one_block_per_height(service, digits):
@@ -267,8 +301,8 @@ def test_chain_down_then_up(digits, tmp_path):
     port = a.port
     try:
         dep = deploy_fresh(a.url, digits, tmp_path / "d.json")
-        node = VerifierNode(VerifierConfig(deployment=str(tmp_path / "d.json"), data_root=str(tmp_path / "v"),
-                                           receipt_wait_s=1, chain_retry_max_s=0.5), KEY, task=digits)
+        node = build_node(VerifierConfig(deployment=str(tmp_path / "d.json"), data_root=str(tmp_path / "v"),
+                                         receipt_wait_s=1, chain_retry_max_s=0.5), KEY, task=digits)
         server, gport = create_server(node, "127.0.0.1:0")
         node.start()
         server.start()
