@@ -1,6 +1,7 @@
 """Shared helpers for the integration tests: deploy a fresh chain, run a verifier, mine real proofs."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -74,3 +75,38 @@ def start_verifier_process(deployment: Path, data_root: Path, *extra: str, timeo
             break
     terminate(proc)
     raise RuntimeError(f"verifier did not start; see {log.name}")
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] != "Z"  # a zombie has exited; only its reaping is missing
+    except FileNotFoundError:
+        return False
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid`, from /proc (children in their own sessions included)."""
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent[int(entry)] = int(f.read().rsplit(") ", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+    out, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier} - out
+        out |= frontier
+    return out
+
+
+def wait_gone(pids: set[int], timeout: float) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = {p for p in pids if is_alive(p)}
+        if not left:
+            return left
+        time.sleep(0.1)
+    return {p for p in pids if is_alive(p)}

@@ -66,7 +66,7 @@ def test_accepts_a_real_proof_end_to_end(service, digits):
     # Prometheus metrics count what happened.
     import urllib.request
 
-    port = node.metrics.serve(0)
+    port = node.serve_metrics(0)
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert "pol_proofs_accepted_total 1.0" in text and "pol_tip_height 1.0" in text
     assert 'pol_verification_seconds_count{phase="update"} 1.0' in text

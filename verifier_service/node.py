@@ -183,6 +183,10 @@ class VerifierNode:
     def decode_weights(self, blob: bytes) -> dict[str, torch.Tensor]:
         return decode_state(blob, self.state_order)
 
+    def serve_metrics(self, port: int) -> int:
+        """Prometheus metrics on 127.0.0.1:`port` (0: a free one); returns the port."""
+        return self.metrics.serve(port)
+
     def max_weights_bytes(self) -> int:
         """No honest state of this task needs more bytes (safetensors' header is small)."""
         return 2 * self.state_nbytes + (1 << 20)

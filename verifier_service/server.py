@@ -208,9 +208,10 @@ def serve(node: VerifierNode, addr: str, metrics_port: int | None = None, chunk_
     node.start()
     server.start()
     if metrics_port is not None:
-        mport = node.metrics.serve(metrics_port)
+        mport = node.serve_metrics(metrics_port)
         log.info("metrics", extra={"url": f"http://127.0.0.1:{mport}/metrics"})
-    log.info("serving", extra={"addr": addr, "port": port, "task": node.task_name, "contract": node.deployment.address})
+    tip = node.tip_view()
+    log.info("serving", extra={"addr": addr, "port": port, "task": tip.task, "contract": tip.contract_address})
     print(f"verifier listening on port {port}", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
