@@ -60,7 +60,7 @@ def run_demo(args: argparse.Namespace, net: LocalNetwork, out: Path, t_start: fl
     net.start_verifier(dep_path, args.verifier_port, ["--data-dir", args.data_dir] if args.data_dir else [])
     net.wait_verifier()
     extra = ["--task", args.task, "--device", args.device, "--candidates", str(args.candidates), "--threads", "1",
-             "--train-batch", str(args.train_batch)]
+             "--train-batch", str(args.train_batch), "--train-every", str(args.train_every)]
     if args.data_dir:
         extra += ["--data-dir", args.data_dir]
     for i in range(args.provers):
@@ -143,8 +143,10 @@ def register(sub: Any) -> None:
     d.add_argument("--retarget-interval", type=types.positive_int, default=5)
     d.add_argument("--candidates", type=types.positive_int, default=128)
     d.add_argument("--train-batch", type=types.positive_int, default=4,
-                   help="provers' training step between rounds, in samples (S times a power of 4); small, so "
-                        "accuracy climbs over many blocks")
+                   help="provers' training step between rounds, in samples (S times a power of 4)")
+    d.add_argument("--train-every", type=types.positive_int, default=8,
+                   help="provers train after every N-th round; with the small batch, accuracy climbs over many "
+                        "blocks, as in the paper's figure")
     d.add_argument("--port", type=int, help="anvil port (default: a free one)")
     d.add_argument("--verifier-port", type=int)
     d.add_argument("--deployment", default=DEFAULT_DEPLOYMENT)

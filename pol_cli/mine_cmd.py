@@ -44,7 +44,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
     task = load_task(args.task, args.data_dir, test_limit=args.test_limit)
     cfg = MinerConfig(target=args.verifier, miner=args.miner, mode=args.mode, device=args.device,
                       candidates=args.candidates, seed=args.seed, max_blocks=args.max_blocks,
-                      reduced_precision=args.reduced_precision, train_batch=args.train_batch,
+                      reduced_precision=args.reduced_precision, train_batch=args.train_batch, train_every=args.train_every,
                       connect_timeout=args.connect_timeout)
     tty = sys.stdout.isatty()
 
@@ -89,6 +89,8 @@ def register(sub: Any) -> None:
     m.add_argument("--train-batch", type=types.positive_int, default=None,
                    help="fast mode: samples in the training step between rounds, S times a power of 4 "
                         "(default: the largest that fits the round, at most 16 S); its rate is lr * sqrt(batch / S)")
+    m.add_argument("--train-every", type=types.positive_int, default=1,
+                   help="fast mode: take the training step after every N-th round only")
     m.add_argument("--connect-timeout", type=types.positive_float, default=30.0,
                    help="seconds to wait for the verifier to answer before giving up")
     m.add_argument("--seed", type=int, default=0)

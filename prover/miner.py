@@ -52,6 +52,7 @@ class MinerConfig:
     max_blocks: int | None = None
     reduced_precision: bool = False  # bf16 search on CUDA; the winner is re-run in fp32
     train_batch: int | None = None  # fast mode: samples of the training step per round (4^j * S); None = default
+    train_every: int = 1  # fast mode: train after every n-th round only (the demo's slow climb)
     connect_timeout: float = 30.0  # give up when no verifier answers for this long
 
 
@@ -159,7 +160,7 @@ class Miner:
         reqs = compute_requirements(Hash32(bytes(tip.block_hash)), Difficulty(tip.difficulty), self.task.num_params)
         dtype = torch.bfloat16 if self.cfg.reduced_precision and self.device.type == "cuda" else None
         searcher = make_searcher(self.cfg.mode, self.task, self.model, reqs, self.gen, self.device,
-                                 self.cfg.candidates, dtype, self.cfg.train_batch)
+                                 self.cfg.candidates, dtype, self.cfg.train_batch, self.cfg.train_every)
         last = time.monotonic()
         last_attempts = 0
         while not self.stop_event.is_set():

@@ -68,11 +68,12 @@ def draw_round(gen: torch.Generator, train_size: int, candidates: int, s: int) -
 
 class FastSearcher:
     """C candidates per round from the same W; candidates that pass are re-run as plain steps.
-    Between rounds the model trains with one pol_core step on `train_batch` of the round's samples."""
+    After every `train_every`-th round the model trains with one pol_core step on `train_batch` of
+    the round's samples."""
 
     def __init__(self, task: Task, model: nn.Module, reqs: list[Requirement], gen: torch.Generator,
                  device: torch.device, candidates: int = 256, autocast_dtype: torch.dtype | None = None,
-                 train_batch: int | None = None):
+                 train_batch: int | None = None, train_every: int = 1):
         self.task, self.model, self.reqs, self.gen, self.device = task, model, reqs, gen, device
         self.c = candidates
         s = task.config.batch_size
@@ -80,6 +81,10 @@ class FastSearcher:
         compute_batch_exponent(task.config, self.train_batch)  # InvalidBatchSize unless 4^j * S
         if self.train_batch > candidates * s:
             raise ValueError(f"train batch {self.train_batch} exceeds a round's {candidates} x {s} samples")
+        if train_every < 1:
+            raise ValueError(f"train_every must be at least 1, got {train_every}")
+        self.train_every = train_every
+        self.rounds = 0
         self.search = BatchedSearch(task, model, reqs, candidates, autocast_dtype)
         self.located = compute_required_index_tensor(model, reqs)
         self.sign = compute_orientation(reqs)
@@ -88,6 +93,7 @@ class FastSearcher:
 
     def round(self) -> Found | None:
         cfg = self.task.config
+        self.rounds += 1
         idx = draw_round(self.gen, self.task.train_size, self.c, cfg.batch_size)
         x, y = self.task.batch([i for cand in idx for i in cand], self.device)  # (C*S, ...), (C*S,)
         oriented = self.search.oriented_deltas(x, y)  # (C, k); the model is unchanged
@@ -108,15 +114,16 @@ class FastSearcher:
                         return Found(idx[c], {k: v.to("cpu") for k, v in before.items()}, self.attempts, cb, ca)
                 self.model.load_state_dict(before)
         # Useful work: one protocol step on the first train_batch samples of the round.
-        process_step(self.model, x[: self.train_batch], y[: self.train_batch], cfg)
+        if self.rounds % self.train_every == 0:
+            process_step(self.model, x[: self.train_batch], y[: self.train_batch], cfg)
         return None
 
 
 def make_searcher(mode: str, task: Task, model: nn.Module, reqs: list[Requirement], gen: torch.Generator,
                   device: torch.device, candidates: int = 256, autocast_dtype: torch.dtype | None = None,
-                  train_batch: int | None = None) -> Searcher:
+                  train_batch: int | None = None, train_every: int = 1) -> Searcher:
     if mode == "faithful":
         return FaithfulSearcher(task, model, reqs, gen, device)
     if mode == "fast":
-        return FastSearcher(task, model, reqs, gen, device, candidates, autocast_dtype, train_batch)
+        return FastSearcher(task, model, reqs, gen, device, candidates, autocast_dtype, train_batch, train_every)
     raise ValueError(f"unknown mode {mode!r}: fast or faithful")

@@ -105,6 +105,12 @@ def test_fast_round_trains_with_the_core_step(digits):
     process_step(ref, *digits.batch(batch), digits.config)  # B = 16 S, so lr * 4
     assert compute_weights_hash(get_state(model)) == compute_weights_hash(get_state(ref))
     assert compute_weights_hash(get_state(model)) != digits.genesis_hash
+    every = FastSearcher(digits, digits.new_model(), reqs, torch.Generator(), torch.device("cpu"), candidates=16,
+                         train_every=2)
+    every.round()
+    assert compute_weights_hash(get_state(every.model)) == digits.genesis_hash  # round 1: search only
+    every.round()
+    assert compute_weights_hash(get_state(every.model)) != digits.genesis_hash  # round 2: and a step
     for bad in (8, 32, 6):  # not S times a power of four
         with pytest.raises(InvalidBatchSize):
             FastSearcher(digits, model, reqs, torch.Generator(), torch.device("cpu"), candidates=64, train_batch=bad)
