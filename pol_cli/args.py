@@ -36,20 +36,18 @@ def device(text: str) -> str:
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+    return int(_positive(text, int, "an integer"))
 
 
 def positive_float(text: str) -> float:
+    return _positive(text, float, "a number")
+
+
+def _positive(text: str, kind: type[int] | type[float], what: str) -> float:
     try:
-        value = float(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} must be positive")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not value > 0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"{text} must be positive")
     return value
