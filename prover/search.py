@@ -22,10 +22,11 @@ from .faithful import (
     read_required,
 )
 
-# The training step between fast rounds takes at most this many of the round's C*S samples (16 * S
-# for S = 4): measured with bench/mine.py, it keeps useful work at or above plain training's while
-# the extra forward and backward cost little next to the C-candidate search (docs/BENCHMARKS.md).
-DEFAULT_TRAIN_BATCH_FACTOR = 16
+# The training step between fast rounds takes at most this many times S of the round's C*S samples
+# (256 for S = 4, at lr * 8). Progress per round grows with sqrt(B) and its cost with B; measured with
+# bench/mine.py (docs/BENCHMARKS.md), 64 S keeps useful work near plain training's, where 16 S falls
+# short of it and 256 S costs a quarter more attempts per second for no more accuracy.
+DEFAULT_TRAIN_BATCH_FACTOR = 64
 
 
 class Searcher(Protocol):
