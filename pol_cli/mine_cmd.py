@@ -88,7 +88,7 @@ def register(sub: Any) -> None:
     m.add_argument("--reduced-precision", action="store_true", help="bf16 search on CUDA (winner re-run in fp32)")
     m.add_argument("--train-batch", type=types.positive_int, default=None,
                    help="fast mode: samples in the training step between rounds, S times a power of 4 "
-                        "(default: the largest that fits the round, at most 64 S); its rate is lr * sqrt(batch / S)")
+                        "(default: the largest within a quarter of the round, at most 64 S); its rate is lr * sqrt(batch / S)")
     m.add_argument("--train-every", type=types.positive_int, default=1,
                    help="fast mode: take the training step after every N-th round only")
     m.add_argument("--connect-timeout", type=types.positive_float, default=30.0,

@@ -23,9 +23,10 @@ from .faithful import (
 )
 
 # The training step between fast rounds takes at most this many times S of the round's C*S samples
-# (256 for S = 4, at lr * 8). Progress per round grows with sqrt(B) and its cost with B; measured with
-# bench/mine.py (docs/BENCHMARKS.md), 64 S keeps useful work near plain training's, where 16 S falls
-# short of it and 256 S costs a quarter more attempts per second for no more accuracy.
+# (256 for S = 4, at lr * 8), and at most a quarter of them. Progress per round grows with sqrt(B) and its cost with B. Measured with
+# bench/mine.py (docs/BENCHMARKS.md): 64 S keeps attempts/s within a few percent of the old fast
+# mode (its own SGD step on all C*S samples) and useful work at 0.89-1.00 of plain training; 16 S
+# trains too little per round, and 256 S costs a fifth of the attempts for no more accuracy.
 DEFAULT_TRAIN_BATCH_FACTOR = 64
 
 
@@ -51,9 +52,10 @@ class FaithfulSearcher:
 
 
 def compute_default_train_batch(s: int, candidates: int) -> int:
-    """The largest 4^j * S that fits the round's C*S samples, capped at DEFAULT_TRAIN_BATCH_FACTOR * S."""
+    """The largest 4^j * S within a quarter of the round's C*S samples (so the step costs at most
+    about a quarter of the search) and within DEFAULT_TRAIN_BATCH_FACTOR * S; at least S."""
     b = s
-    while 4 * b <= min(candidates * s, DEFAULT_TRAIN_BATCH_FACTOR * s):
+    while 4 * b <= min(candidates * s // 4, DEFAULT_TRAIN_BATCH_FACTOR * s):
         b *= 4
     return b
 
