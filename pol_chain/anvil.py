@@ -81,7 +81,7 @@ class AnvilProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"anvil exited with code {self.proc.returncode} (port {self.port})")
+                raise ChildProcessError(f"anvil exited with code {self.proc.returncode} (is port {self.port} in use?)")
             if is_answering(self.url):
                 return self
             time.sleep(0.05)

@@ -51,7 +51,7 @@ class LocalNetwork:
         with VerifierClient(f"127.0.0.1:{self.verifier_port}") as client:
             for _ in range(max(1, int(timeout / 2))):
                 if self.verifier is None or self.verifier.poll() is not None:
-                    raise RuntimeError(f"the verifier exited; see {self.workdir / 'verifier.log'}")
+                    raise ChildProcessError(f"the verifier exited; see {self.workdir / 'verifier.log'}")
                 try:
                     client.get_tip(timeout=2)
                     return
