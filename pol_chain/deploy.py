@@ -9,6 +9,7 @@ from typing import Any
 from eth_account import Account
 from web3 import Web3
 
+from pol_core.rulesets import parse_rules
 from pol_core.step import compute_correct
 from pol_core.tasks import Task
 
@@ -51,8 +52,10 @@ def load_abi() -> list[dict[str, Any]]:
 
 
 def genesis_for_task(task: Task, attester: str, owner: str, difficulty: int | None = None,
-                     retarget_interval: int = 10, target_block_time: int = 5, min_difficulty: int = 1,
-                     max_difficulty: int = 64, max_retarget_step: int = 2) -> dict[str, Any]:
+                     target_block_time: int = 5, half_life: int | None = None, redraw_after: int | None = None,
+                     min_difficulty: int = 1, max_difficulty: int = 64) -> dict[str, Any]:
+    """The contract's Genesis for `task`, under the task's rule set. By default one bit of k per ten
+    target block times of schedule drift, and a redraw of R every twenty target block times."""
     model = task.new_model()
     correct = compute_correct(model, task.test_x, task.test_y, task.config.eval_batch)
     return {
@@ -61,21 +64,33 @@ def genesis_for_task(task: Task, attester: str, owner: str, difficulty: int | No
         "numParams": task.num_params,
         "batchSize": task.config.batch_size,
         "correct": correct,
+        "rules": task.config.rules,
         "sabotageTolerance": task.config.sabotage_tolerance,
         "difficulty": difficulty or task.config.initial_difficulty,
         "minDifficulty": min_difficulty,
         "maxDifficulty": min(max_difficulty, task.num_params // 2, 255),
-        "maxRetargetStep": max_retarget_step,
-        "retargetInterval": retarget_interval,
         "targetBlockTime": target_block_time,
+        "halfLife": half_life or 10 * target_block_time,
+        "redrawAfter": redraw_after or 20 * target_block_time,
         "attester": Web3.to_checksum_address(attester),
         "owner": Web3.to_checksum_address(owner),
     }
 
 
-GENESIS_ORDER = ("taskSpecHash", "weightsHash", "numParams", "batchSize", "correct", "sabotageTolerance", "difficulty",
-                 "minDifficulty", "maxDifficulty", "maxRetargetStep", "retargetInterval", "targetBlockTime", "attester",
+GENESIS_ORDER = ("taskSpecHash", "weightsHash", "numParams", "batchSize", "correct", "rules", "sabotageTolerance",
+                 "difficulty", "minDifficulty", "maxDifficulty", "targetBlockTime", "halfLife", "redrawAfter", "attester",
                  "owner")
+
+
+def compute_genesis_tuple(genesis: dict[str, Any]) -> tuple[Any, ...]:
+    """The constructor argument, in the contract's field order (the rule set as its enum code)."""
+    def value(k: str) -> Any:
+        if k in ("taskSpecHash", "weightsHash"):
+            return bytes.fromhex(genesis[k][2:])
+        if k == "rules":
+            return parse_rules(genesis[k]).code
+        return genesis[k]
+    return tuple(value(k) for k in GENESIS_ORDER)
 
 
 def deploy_chain(rpc_url: str, private_key: str, task_name: str, genesis: dict[str, Any]) -> Deployment:
@@ -83,7 +98,7 @@ def deploy_chain(rpc_url: str, private_key: str, task_name: str, genesis: dict[s
     w3 = Web3(Web3.HTTPProvider(rpc_url))
     acct = Account.from_key(private_key)
     factory = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"]["object"])
-    g = tuple(bytes.fromhex(genesis[k][2:]) if k in ("taskSpecHash", "weightsHash") else genesis[k] for k in GENESIS_ORDER)
+    g = compute_genesis_tuple(genesis)
     tx = factory.constructor(g).build_transaction({
         "from": acct.address,
         "nonce": w3.eth.get_transaction_count(acct.address, "pending"),

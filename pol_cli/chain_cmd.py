@@ -8,6 +8,9 @@ import time
 from pathlib import Path
 
 DEFAULT_DEPLOYMENT = ".pol/deployment.json"
+# The verifier, miners and audit implement the paper rules only until issue 10 part B wires chain-bound
+# verification in; until then the CLI deploys paper-rule chains unless told otherwise.
+DEFAULT_RULES = "paper"
 
 
 def resolve_key(args, chain_id: int | None = None) -> str:
@@ -33,17 +36,20 @@ def cmd_genesis(args) -> int:
     from pol_core.step import compute_correct
     from pol_core.tasks import load_task
 
-    task = load_task(args.task, args.data_dir)
+    task = load_task(args.task, args.data_dir, rules=args.rules)
     correct = compute_correct(task.new_model(), task.test_x, task.test_y, task.config.eval_batch)
     k = args.difficulty or task.config.initial_difficulty
     genesis_hash = compute_header_hash(compute_genesis_header(task.spec_hash, task.genesis_hash, correct, k))
-    reqs = compute_requirements(genesis_hash, k, task.num_params)
-    print(f"task               {task.name}")
+    print(f"task               {task.name} ({task.config.rules} rules)")
     print(f"task spec hash     0x{task.spec_hash.hex()}")
     print(f"genesis weights    0x{task.genesis_hash.hex()}")
     print(f"|W|                {task.num_params}")
     print(f"genesis correct    {correct}/{task.test_x.shape[0]}")
     print(f"genesis block      0x{genesis_hash.hex()}")
+    if task.config.rules != "paper":
+        print("first R            from the genesis link, which mixes in the deploying block's prevrandao")
+        return 0
+    reqs = compute_requirements(genesis_hash, k, task.num_params)
     print(f"first R (k={k})".ljust(19) + str(reqs))
     for r in reqs:
         print(f"  r={r:<8d} weight {r // 2:<8d} must {'decrease' if is_decrease(r) else 'increase'}")
@@ -51,16 +57,27 @@ def cmd_genesis(args) -> int:
 
 
 def deploy_task(task, rpc_url: str, key: str, difficulty: int | None, target_block_time: int,
-                retarget_interval: int, attester: str | None = None, owner: str | None = None):
-    """Deploy PoLChain with `task`'s genesis; attester and owner default to the deploying key."""
+                half_life: int | None = None, redraw_after: int | None = None, attester: str | None = None,
+                owner: str | None = None):
+    """Deploy PoLChain with `task`'s genesis and rule set; attester and owner default to the deploying key."""
     from eth_account import Account
 
     from pol_chain.deploy import deploy_chain, genesis_for_task
 
     me = Account.from_key(key).address
     genesis = genesis_for_task(task, attester or me, owner or me, difficulty=difficulty,
-                               target_block_time=target_block_time, retarget_interval=retarget_interval)
+                               target_block_time=target_block_time, half_life=half_life, redraw_after=redraw_after)
     return deploy_chain(rpc_url, key, task.name, genesis)
+
+
+def add_genesis_args(p: argparse.ArgumentParser, target_block_time: int = 5) -> None:
+    p.add_argument("--rules", choices=["paper", "chain-bound"], default=DEFAULT_RULES,
+                   help=f"rule set (default {DEFAULT_RULES}; chain-bound verification is not wired in yet)")
+    p.add_argument("--difficulty", type=int, help="genesis k, the anchor of the difficulty rule")
+    p.add_argument("--target-block-time", type=int, default=target_block_time)
+    p.add_argument("--half-life", type=int, help="seconds of schedule drift per bit of k (default 10 block times)")
+    p.add_argument("--redraw-after", type=int, help="chain-bound: seconds before R may be redrawn (default 20 "
+                                                    "block times)")
 
 
 def cmd_up(args) -> int:
@@ -77,8 +94,8 @@ def cmd_up(args) -> int:
             client = old.client(rpc_url=anvil.url)
             if client.w3.eth.get_code(client.address):
                 reuse = Deployment(anvil.url, old.chain_id, old.address, old.deploy_block, old.task, old.genesis)
-        dep = reuse or deploy_task(load_task(args.task, args.data_dir), anvil.url, resolve_key(args), args.difficulty,
-                                   args.target_block_time, args.retarget_interval)
+        dep = reuse or deploy_task(load_task(args.task, args.data_dir, rules=args.rules), anvil.url, resolve_key(args),
+                                   args.difficulty, args.target_block_time, args.half_life, args.redraw_after)
         dep.save(dep_path)
         print(f"anvil      {anvil.url}\ncontract   {dep.address} ({'resumed from state' if reuse else 'deployed'})")
         print(f"deployment {dep_path}")
@@ -102,8 +119,8 @@ def cmd_deploy(args) -> int:
     from pol_core.tasks import load_task
 
     key = resolve_key(args, Web3(Web3.HTTPProvider(args.rpc_url)).eth.chain_id)
-    dep = deploy_task(load_task(args.task, args.data_dir), args.rpc_url, key, args.difficulty, args.target_block_time,
-                      args.retarget_interval, args.attester, args.owner)
+    dep = deploy_task(load_task(args.task, args.data_dir, rules=args.rules), args.rpc_url, key, args.difficulty,
+                      args.target_block_time, args.half_life, args.redraw_after, args.attester, args.owner)
     dep.save(args.deployment)
     print(f"contract {dep.address} on chain {dep.chain_id}; deployment written to {args.deployment}")
     return 0
@@ -117,8 +134,10 @@ def cmd_status(args) -> int:
     tip = c.get_tip()
     print(f"contract           {dep.address} on {args.rpc_url or dep.rpc_url} (chain id {dep.chain_id})")
     print(f"task               {dep.task} (spec 0x{bytes.fromhex(dep.genesis['taskSpecHash'][2:]).hex()})")
-    print(f"tip                0x{tip.hash.hex()}")
+    print(f"rules              {c.get_rules().value}")
+    print(f"tip link           0x{tip.link.hex()}")
     print(f"height             {tip.height}")
+    print(f"tip time           {tip.time}")
     print(f"latest model hash  0x{tip.model_hash.hex()}")
     print(f"tip correct        {c.get_tip_correct()}")
     print(f"difficulty k       {tip.difficulty}")
@@ -144,6 +163,7 @@ def register(sub) -> None:
     g.add_argument("--task", default="digits-cnn")
     g.add_argument("--data-dir")
     g.add_argument("--difficulty", type=int)
+    g.add_argument("--rules", choices=["paper", "chain-bound"], default=DEFAULT_RULES)
     g.set_defaults(func=cmd_genesis)
 
     chain = sub.add_parser("chain", help="the PoLChain contract on anvil or any EVM node")
@@ -153,9 +173,7 @@ def register(sub) -> None:
     up.add_argument("--data-dir")
     up.add_argument("--port", type=int, default=8545)
     up.add_argument("--state", help="anvil --state file, so the local chain survives restarts")
-    up.add_argument("--difficulty", type=int)
-    up.add_argument("--target-block-time", type=int, default=5)
-    up.add_argument("--retarget-interval", type=int, default=10)
+    add_genesis_args(up)
     up.add_argument("--deployment", default=DEFAULT_DEPLOYMENT)
     up.add_argument("--detach", action="store_true", help="deploy and leave anvil running in the background")
     add_key_args(up)
@@ -164,9 +182,7 @@ def register(sub) -> None:
     dp.add_argument("--rpc-url", required=True)
     dp.add_argument("--task", default="digits-cnn")
     dp.add_argument("--data-dir")
-    dp.add_argument("--difficulty", type=int)
-    dp.add_argument("--target-block-time", type=int, default=5)
-    dp.add_argument("--retarget-interval", type=int, default=10)
+    add_genesis_args(dp)
     dp.add_argument("--attester", help="address of the verifier's key (default: the deployer)")
     dp.add_argument("--owner", help="address that may rotate the attester (default: the deployer)")
     dp.add_argument("--deployment", default=DEFAULT_DEPLOYMENT)

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .chain_cmd import DEFAULT_DEPLOYMENT, deploy_task
+from .chain_cmd import DEFAULT_DEPLOYMENT, add_genesis_args, deploy_task
 from .network import LocalNetwork
 from .report import BlockRow, write_csv, write_figure
 
@@ -40,10 +40,11 @@ def run_demo(args, net: LocalNetwork, out: Path, t_start: float) -> int:
     from pol_core.tasks import load_task
     from prover.client import VerifierClient
 
-    task = load_task(args.task, args.data_dir)
+    task = load_task(args.task, args.data_dir, rules=args.rules)
     test_size = int(task.test_y.shape[0])
     url = net.start_anvil(args.port)
-    dep = deploy_task(task, url, ANVIL_DEV_KEYS[0], args.difficulty, args.target_block_time, args.retarget_interval)
+    dep = deploy_task(task, url, ANVIL_DEV_KEYS[0], args.difficulty, args.target_block_time, args.half_life,
+                      args.redraw_after)
     dep_path = Path(args.deployment)
     dep.save(dep_path)
     net.start_verifier(dep_path, args.verifier_port,
@@ -131,9 +132,8 @@ def register(sub) -> None:
     d.add_argument("--data-dir", help="CIFAR-10 directory for --task cifar10-resnet18")
     d.add_argument("--device", default="cpu")
     d.add_argument("--provers", type=int, default=2)
-    d.add_argument("--difficulty", type=int, default=6, help="initial k (retargeted every few blocks)")
-    d.add_argument("--target-block-time", type=int, default=3)
-    d.add_argument("--retarget-interval", type=int, default=5)
+    add_genesis_args(d, target_block_time=3)
+    d.set_defaults(difficulty=6)
     d.add_argument("--candidates", type=int, default=128)
     d.add_argument("--train-lr-scale", type=float, default=0.1,
                    help="provers' between-round training rate; low, so accuracy climbs over many blocks")

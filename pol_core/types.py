@@ -11,6 +11,8 @@ SampleIndex = NewType("SampleIndex", int)  # index into a task's training set
 Difficulty = NewType("Difficulty", int)  # k, the number of requirements
 Height = NewType("Height", int)
 CorrectCount = NewType("CorrectCount", int)  # correct predictions on the whole test set
+RedrawIndex = NewType("RedrawIndex", int)  # j: 0 normally; j >= 1 redraws R once the tip is old enough
+Timestamp = NewType("Timestamp", int)  # chain time: seconds since the epoch, as block.timestamp
 
 ZERO_HASH = Hash32(b"\x00" * 32)
 ZERO_ADDRESS = Address(b"\x00" * 20)
@@ -64,3 +66,31 @@ class UnknownTask(ConsensusError):
 
 class DatasetError(ConsensusError):
     reason = "DATASET_ERROR"
+
+
+class WrongRules(ConsensusError):
+    """A verdict of one rule set was asked of a task pinned to the other."""
+
+    reason = "WRONG_RULES"
+
+
+class InvalidSegment(ConsensusError):
+    reason = "INVALID_SEGMENT"
+
+
+class ParentStateMismatch(ConsensusError):
+    """The state offered as the parent's W' does not hash to the parent header's newWeightsHash."""
+
+    reason = "PARENT_STATE_MISMATCH"
+
+
+class TipRegressed(ConsensusError):
+    reason = "TIP_REGRESSED"
+
+
+class RedrawTooEarly(ConsensusError):
+    reason = "REDRAW_TOO_EARLY"
+
+
+class RedrawNotAllowed(ConsensusError):
+    reason = "REDRAW_NOT_ALLOWED"

@@ -47,7 +47,7 @@ def test_accepts_a_real_proof_end_to_end(service, digits):
     assert resp.attested and resp.tx_hash.startswith("0x") and resp.height == 1
     assert 21_000 < resp.gas_used <= 50_000
     chain_tip = node.chain.get_tip()
-    assert chain_tip.hash == resp.block_hash and chain_tip.height == 1
+    assert chain_tip.link == resp.block_hash and chain_tip.height == 1
     assert node.chain.get_latest_model_hash() == resp.new_weights_hash
     assert (resp.correct_before, resp.correct_after) == (found.correct_before, found.correct_after)
     # Provers sync to the canonical W' through GetModel.
@@ -245,7 +245,7 @@ def test_kill9_after_send_is_not_sent_twice(anvil, digits, tmp_path):
         tip = client.get_tip()
         resp = submit_found(client, digits, tip, mine_on(digits, tip))
         assert not resp.attested
-        assert chain.get_tip().hash == resp.block_hash  # the transaction landed; the journal does not know
+        assert chain.get_tip().link == resp.block_hash  # the transaction landed; the journal does not know
         vp.kill9()
     finally:
         vp.stop()
@@ -289,7 +289,7 @@ def test_chain_down_then_up(digits, tmp_path):
             time.sleep(0.1)
         t = client.get_tip()
         assert t.height == 1 and not t.degraded and t.block_hash == resp.block_hash
-        assert dep.client().get_tip().hash == resp.block_hash
+        assert dep.client().get_tip().link == resp.block_hash
         client.close()
         server.stop(0)
         node.stop()

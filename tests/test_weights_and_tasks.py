@@ -40,7 +40,7 @@ def test_weights_hash_changes_with_one_bit_and_with_names():
 
 def test_weights_hash_is_identical_in_a_fresh_process(digits):
     code = (
-        "from pol_core.tasks import load_task; t = load_task('digits-cnn');"
+        "from pol_core.tasks import load_task; t = load_task('digits-cnn', rules='paper');"
         "print(t.genesis_hash.hex(), t.spec_hash.hex())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

@@ -64,7 +64,11 @@ class VerifierNode:
         torch.set_num_threads(1)
         self.cfg = cfg
         self.deployment = Deployment.load(cfg.deployment)
-        self.task = task or load_task(self.deployment.task, cfg.data_dir, test_limit=cfg.test_limit)
+        rules = self.deployment.genesis.get("rules", "paper")
+        # This service applies the paper verdict; chain-bound verification is wired in by issue 10 part B.
+        if rules != "paper":
+            raise SystemExit(f"the deployment uses {rules} rules; this verifier implements the paper rules only")
+        self.task = task or load_task(self.deployment.task, cfg.data_dir, test_limit=cfg.test_limit, rules=rules)
         if self.task.spec_hash.hex() != self.deployment.genesis["taskSpecHash"][2:]:
             raise SystemExit(f"task {self.task.name} has spec hash 0x{self.task.spec_hash.hex()}, "
                              f"but the contract was deployed for {self.deployment.genesis['taskSpecHash']}")
@@ -106,7 +110,7 @@ class VerifierNode:
 
     def _load_tip_from_chain(self) -> TipState:
         t = self.chain.get_tip()
-        return TipState(t.hash, self._header_for(t.hash), t.difficulty)
+        return TipState(t.link, self._header_for(t.link), t.difficulty)  # paper rules: link = block hash
 
     def _set_tip(self, tip: TipState) -> None:
         with self._tip_changed:
@@ -278,11 +282,11 @@ class VerifierNode:
     def _attest_pending(self) -> None:
         for entry in self.journal.pending():
             chain_tip = self.chain.get_tip()
-            if chain_tip.hash == entry.block_hash:
+            if chain_tip.link == entry.block_hash:
                 # The transaction went through before a crash: record it, never send it again.
                 rec = self.chain.find_transaction(entry.block_hash, self.deployment.deploy_block)
                 self.journal.mark_attested(entry.block_hash, rec.tx_hash if rec else "", None)
-            elif chain_tip.hash == entry.header.parent:
+            elif chain_tip.link == entry.header.parent:
                 self._pause("before_send")
                 try:
                     receipt = self.chain.submit_block(entry.header)
@@ -301,5 +305,5 @@ class VerifierNode:
                 self.journal.mark_orphaned(entry.block_hash)
         self.metrics.journal_depth.set(self.pending_count())
         t = self.chain.get_tip()
-        if t.hash != self.tip.block_hash or t.difficulty != self.tip.difficulty:
-            self._set_tip(TipState(t.hash, self._header_for(t.hash), t.difficulty))
+        if t.link != self.tip.block_hash or t.difficulty != self.tip.difficulty:
+            self._set_tip(TipState(t.link, self._header_for(t.link), t.difficulty))

@@ -7,7 +7,16 @@ from .spec import Task, TaskConfig, TaskData
 TASK_NAMES = ("digits-cnn", "cifar10-resnet18")
 
 
-def load_task(name: str, data_dir: str | None = None, download: bool = False, test_limit: int | None = None) -> Task:
+def load_task(name: str, data_dir: str | None = None, download: bool = False, test_limit: int | None = None,
+              rules: str | None = None) -> Task:
+    """`rules` overrides the task's rule set ("paper" or "chain-bound"); it is part of the spec hash."""
+    task = _load_task(name, data_dir, download, test_limit)
+    if rules is None or rules == task.config.rules:
+        return task
+    return task.with_rules(rules)
+
+
+def _load_task(name: str, data_dir: str | None, download: bool, test_limit: int | None) -> Task:
     if name == "digits-cnn":
         from .digits import load_digits_task
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..keccak import keccak256, new_keccak256
-from ..types import DatasetError, Hash32
+from ..types import DatasetError, Hash32, UnknownTask
 from ..weights import compute_entry_prefix, compute_tensor_bytes, compute_weights_hash, count_learnable
 
 SPEC_VERSION = "pol-task-spec/1"
@@ -33,6 +33,9 @@ class TaskConfig:
     sabotage_tolerance: int  # correct answers W may lose against the parent's W'
     allow_equal: bool  # the paper's non-strict check (unchanged weights pass); off by default
     initial_difficulty: int
+    rules: str  # "chain-bound" or "paper" (pol_core.rulesets.RuleSet)
+    max_segment_steps: int  # chain-bound: most training steps one block's segment may hold
+    max_step_batch: int  # chain-bound: largest batch of one segment step, 4^j * S
     extra: tuple[tuple[str, str], ...] = field(default=())  # data options, e.g. the test-set size
 
 
@@ -81,10 +84,22 @@ def validate_data(data: TaskData, channels: int) -> None:
             raise DatasetError(f"{split}_y must be int64 ({x.shape[0]},), got {y.dtype} {tuple(y.shape)}")
 
 
+def validate_config(config: TaskConfig) -> None:
+    from ..rulesets import parse_rules
+    from ..segment import compute_step_exponent
+
+    parse_rules(config.rules)
+    # Segment steps are batches of 4^j * S samples; the bound must be one of them.
+    if config.max_segment_steps < 0 or compute_step_exponent(config.max_step_batch, config.batch_size) is None:
+        raise UnknownTask(f"max_step_batch {config.max_step_batch} is not 4^j * S (S = {config.batch_size}), "
+                          f"or max_segment_steps {config.max_segment_steps} is negative")
+
+
 class Task:
     """A loaded task: data as float tensors ready for the step, the genesis model, the spec hash."""
 
     def __init__(self, config: TaskConfig, data: TaskData, build: Callable[[], nn.Module]):
+        validate_config(config)
         self.config = config
         self.raw = data
         self._build = build
@@ -101,6 +116,12 @@ class Task:
         self.num_params = count_learnable(genesis)
         self.spec_hash = compute_spec_hash(config, self.fingerprint, self.genesis_hash, self.num_params)
         self._scratch = threading.local()
+
+    def with_rules(self, rules: str) -> "Task":
+        """The same model and data under the other rule set (a different spec hash)."""
+        from dataclasses import replace
+
+        return Task(replace(self.config, rules=rules), self.raw, self._build)
 
     @property
     def name(self) -> str:
