@@ -100,11 +100,11 @@ def main() -> None:
     ap.add_argument("--skip-cifar", action="store_true")
     args = ap.parse_args()
     enable_deterministic_mode()  # the verifier's settings, one thread included
-    bench(load_task("digits-cnn"), args.repeats)
+    bench(load_task("digits-cnn", rules="paper"), args.repeats)
     if not args.skip_cifar:
         with tempfile.TemporaryDirectory() as d:
             write_cifar_like(d, n_train_per_file=8, n_test=args.cifar_test)
-            bench(load_task("cifar10-resnet18", d), max(3, args.repeats // 5))
+            bench(load_task("cifar10-resnet18", d, rules="paper"), max(3, args.repeats // 5))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Mapping
 
 from pol_core.header import Header, compute_genesis_header, compute_header_hash
-from pol_core.types import CorrectCount, Difficulty, Hash32
+from pol_core.rulesets import RuleSet, parse_rules
+from pol_core.types import CorrectCount, Difficulty, Hash32, WrongRules
 
 if TYPE_CHECKING:
     from pol_core.tasks import Task
@@ -39,13 +40,14 @@ class Genesis:
     num_params: int  # |W|
     batch_size: int  # S
     correct: CorrectCount  # accuracy(W0, E) as a count
-    sabotage_tolerance: int
-    difficulty: Difficulty  # initial k
+    rules: RuleSet  # the contract's `enum Rules` (its code on the wire, its name in JSON)
+    sabotage_tolerance: int  # paper rules only
+    difficulty: Difficulty  # k0: the genesis k and the difficulty rule's anchor
     min_difficulty: Difficulty
     max_difficulty: Difficulty
-    max_retarget_step: int  # most bits k may move at one retarget
-    retarget_interval: int  # blocks per difficulty epoch
     target_block_time: int  # seconds
+    half_life: int  # seconds of schedule drift per bit of k
+    redraw_after: int  # chain-bound: seconds after the tip before each further redraw index opens
     attester: str  # checksummed addresses
     owner: str
 
@@ -54,6 +56,12 @@ class Genesis:
 
         for f in fields(self):
             value = getattr(self, f.name)
+            # The rule set travels by name in JSON; an unknown name is another contract.
+            if f.name == "rules":
+                try:
+                    object.__setattr__(self, f.name, parse_rules(value.value if isinstance(value, RuleSet) else value))
+                except (WrongRules, AttributeError, TypeError) as e:
+                    raise GenesisError(f"rules must be one of {[r.value for r in RuleSet]}, got {value!r}") from e
             # Accounts are 20-byte addresses, kept in checksummed form (web3 encodes only that).
             if f.type == "str":
                 if not (isinstance(value, str) and is_address(value)):
@@ -68,9 +76,11 @@ class Genesis:
 
     @classmethod
     def for_task(cls, task: Task, correct: CorrectCount, attester: str, owner: str, *, difficulty: int | None = None,
-                 retarget_interval: int = 10, target_block_time: int = 5, min_difficulty: int = 1,
-                 max_difficulty: int = 64, max_retarget_step: int = 2) -> Genesis:
-        """A task's genesis; `correct` is accuracy(W0, E) (pol_core.verify.compute_genesis_correct)."""
+                 target_block_time: int = 5, half_life: int | None = None, redraw_after: int | None = None,
+                 min_difficulty: int = 1, max_difficulty: int = 64) -> Genesis:
+        """A task's genesis under the task's rule set; `correct` is accuracy(W0, E)
+        (pol_core.verify.compute_genesis_correct). By default one bit of k per ten target block times of
+        schedule drift, and a redraw of R every twenty target block times."""
         from eth_utils.address import to_checksum_address
 
         return cls(
@@ -79,20 +89,22 @@ class Genesis:
             num_params=task.num_params,
             batch_size=task.config.batch_size,
             correct=correct,
+            rules=parse_rules(task.config.rules),
             sabotage_tolerance=task.config.sabotage_tolerance,
             difficulty=Difficulty(difficulty or task.config.initial_difficulty),
             min_difficulty=Difficulty(min_difficulty),
             max_difficulty=Difficulty(min(max_difficulty, task.num_params // 2, 255)),
-            max_retarget_step=max_retarget_step,
-            retarget_interval=retarget_interval,
             target_block_time=target_block_time,
+            half_life=half_life or 10 * target_block_time,
+            redraw_after=redraw_after or 20 * target_block_time,
             attester=to_checksum_address(attester),
             owner=to_checksum_address(owner),
         )
 
     def as_abi_tuple(self) -> tuple[Any, ...]:
-        """The constructor argument, in field order."""
-        return tuple(bytes(v) if isinstance(v, bytes) else v for v in (getattr(self, f.name) for f in fields(self)))
+        """The constructor argument, in field order (the rule set as its enum code)."""
+        return tuple(bytes(v) if isinstance(v, bytes) else v.code if isinstance(v, RuleSet) else v
+                     for v in (getattr(self, f.name) for f in fields(self)))
 
     def header(self) -> Header:
         """The genesis block (height 0) the contract records at deployment."""
@@ -103,7 +115,7 @@ class Genesis:
 
     def to_json(self) -> dict[str, Any]:
         """camelCase keys as in the Solidity struct; hashes as 0x-hex."""
-        return {to_camel(f.name): ("0x" + v.hex() if isinstance(v, bytes) else v)
+        return {to_camel(f.name): ("0x" + v.hex() if isinstance(v, bytes) else v.value if isinstance(v, RuleSet) else v)
                 for f in fields(self) for v in (getattr(self, f.name),)}
 
     @classmethod

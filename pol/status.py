@@ -27,11 +27,19 @@ STATUS: Mapping[AnyReason, grpc.StatusCode] = {
     Reason.WRONG_HEIGHT: _S.INVALID_ARGUMENT,
     Reason.INVALID_BATCH_SIZE: _S.INVALID_ARGUMENT,
     Reason.UNKNOWN_TASK: _S.INVALID_ARGUMENT,
+    Reason.INVALID_SEGMENT: _S.INVALID_ARGUMENT,
+    Reason.TIP_REGRESSED: _S.INVALID_ARGUMENT,
+    Reason.REDRAW_NOT_ALLOWED: _S.INVALID_ARGUMENT,
+    # A proof for the other rule set than the deployment's: refused until the service runs those rules.
+    Reason.WRONG_RULES: _S.FAILED_PRECONDITION,
+    # A redraw index whose time has not come yet: the same proof is valid once chain time passes it.
+    Reason.REDRAW_TOO_EARLY: _S.FAILED_PRECONDITION,
     # Work on a block that is no longer the tip was valid once; the chain moved on.
     Reason.STALE: _S.FAILED_PRECONDITION,
     # The verifier's own task or data is broken, not the request.
     Reason.INVALID_TASK_CONFIG: _S.INTERNAL,
     Reason.DATASET_ERROR: _S.INTERNAL,
+    Reason.PARENT_STATE_MISMATCH: _S.INTERNAL,  # the verifier's own store handed out the wrong W'
     ServiceReason.MISSING_HEADER: _S.INVALID_ARGUMENT,
     ServiceReason.UNEXPECTED_HEADER: _S.INVALID_ARGUMENT,
     ServiceReason.INVALID_MINER: _S.INVALID_ARGUMENT,

@@ -43,7 +43,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
         fetch = fetch_local
 
-    task = load_task(dep.task, args.data_dir)
+    task = load_task(dep.task, args.data_dir, rules=dep.genesis.rules.value)
     results = audit_chain(dep, fetch, task, args.rpc_url)
     for r in results:
         print(f"block {r.height:5d}  {'OK  ' if r.ok else 'FAIL'}  {r.detail}")

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 
 DEFAULT_DEPLOYMENT = ".pol/deployment.json"
 LOCAL_CHAIN_ID = 31337
+# The verifier, miners and audit implement the paper rules only until issue 10 part B wires chain-bound
+# verification in; until then the CLI deploys paper-rule chains unless told otherwise.
+DEFAULT_RULES = "paper"
+RULE_SETS = ("paper", "chain-bound")  # pol_core.rulesets.RuleSet's values (not imported: no torch at parse time)
 
 
 def resolve_key(args: argparse.Namespace, chain_id: int | None = None) -> str:
@@ -44,7 +48,7 @@ def check_task_args(args: argparse.Namespace) -> None:
     """The task checks that need no torch, before anything is loaded or started."""
     from pol_core.tasks import process_task_args_check
 
-    process_task_args_check(args.task, getattr(args, "data_dir", None))
+    process_task_args_check(args.task, getattr(args, "data_dir", None), getattr(args, "rules", None))
 
 
 def load_deployment(path: str | Path) -> Deployment:
@@ -54,24 +58,25 @@ def load_deployment(path: str | Path) -> Deployment:
 
 
 def build_genesis(task: Task, attester: str, owner: str, difficulty: int | None, target_block_time: int,
-                  retarget_interval: int) -> Genesis:
-    """The task's genesis, its accuracy evaluated here (the chain bridge evaluates nothing)."""
+                  half_life: int | None = None, redraw_after: int | None = None) -> Genesis:
+    """The task's genesis under its rule set, its accuracy evaluated here (the chain bridge evaluates nothing)."""
     from pol.genesis import Genesis
     from pol_core.verify import compute_genesis_correct
 
     return Genesis.for_task(task, compute_genesis_correct(task), attester, owner, difficulty=difficulty,
-                            target_block_time=target_block_time, retarget_interval=retarget_interval)
+                            target_block_time=target_block_time, half_life=half_life, redraw_after=redraw_after)
 
 
 def deploy_task(task: Task, rpc_url: str, key: str, difficulty: int | None, target_block_time: int,
-                retarget_interval: int, attester: str | None = None, owner: str | None = None) -> Deployment:
-    """Deploy PoLChain with `task`'s genesis; attester and owner default to the deploying key."""
+                half_life: int | None = None, redraw_after: int | None = None, attester: str | None = None,
+                owner: str | None = None) -> Deployment:
+    """Deploy PoLChain with `task`'s genesis and rule set; attester and owner default to the deploying key."""
     from eth_account import Account
 
     from pol_chain.deploy import deploy_chain
 
     me = Account.from_key(key).address
-    genesis = build_genesis(task, attester or me, owner or me, difficulty, target_block_time, retarget_interval)
+    genesis = build_genesis(task, attester or me, owner or me, difficulty, target_block_time, half_life, redraw_after)
     return deploy_chain(rpc_url, key, task.name, genesis)
 
 
@@ -83,17 +88,20 @@ def cmd_genesis(args: argparse.Namespace) -> int:
     from pol_core.types import Difficulty
     from pol_core.verify import compute_genesis_correct
 
-    task = load_task(args.task, args.data_dir)
+    task = load_task(args.task, args.data_dir, rules=args.rules)
     correct = compute_genesis_correct(task)
     k = Difficulty(args.difficulty or task.config.initial_difficulty)
     genesis_hash = compute_header_hash(compute_genesis_header(task.spec_hash, task.genesis_hash, correct, k))
-    reqs = compute_requirements(genesis_hash, k, task.num_params)
-    print(f"task               {task.name}")
+    print(f"task               {task.name} ({task.config.rules} rules)")
     print(f"task spec hash     0x{task.spec_hash.hex()}")
     print(f"genesis weights    0x{task.genesis_hash.hex()}")
     print(f"|W|                {task.num_params}")
     print(f"genesis correct    {correct}/{task.test_x.shape[0]}")
     print(f"genesis block      0x{genesis_hash.hex()}")
+    if task.config.rules != "paper":
+        print("first R            from the genesis link, which mixes in the deploying block's prevrandao")
+        return 0
+    reqs = compute_requirements(genesis_hash, k, task.num_params)
     print(f"first R (k={k})".ljust(19) + str(reqs))
     for r in reqs:
         print(f"  r={r:<8d} weight {r // 2:<8d} must {'decrease' if is_decrease(r) else 'increase'}")
@@ -117,8 +125,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             client = old.client(rpc_url=anvil.url)
             if client.w3.eth.get_code(client.address):
                 reuse = Deployment(anvil.url, old.chain_id, old.address, old.deploy_block, old.task, old.genesis)
-        dep = reuse or deploy_task(load_task(args.task, args.data_dir), anvil.url, resolve_key(args), args.difficulty,
-                                   args.target_block_time, args.retarget_interval)
+        dep = reuse or deploy_task(load_task(args.task, args.data_dir, rules=args.rules), anvil.url, resolve_key(args),
+                                   args.difficulty, args.target_block_time, args.half_life, args.redraw_after)
         dep.save(dep_path)
         print(f"anvil      {anvil.url} (pid {anvil.proc.pid if anvil.proc else '?'})")
         print(f"contract   {dep.address} ({'resumed from state' if reuse else 'deployed'})")
@@ -143,8 +151,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from pol_core.tasks import load_task
 
     key = resolve_key(args, get_chain_id(args.rpc_url))
-    dep = deploy_task(load_task(args.task, args.data_dir), args.rpc_url, key, args.difficulty, args.target_block_time,
-                      args.retarget_interval, args.attester, args.owner)
+    dep = deploy_task(load_task(args.task, args.data_dir, rules=args.rules), args.rpc_url, key, args.difficulty,
+                      args.target_block_time, args.half_life, args.redraw_after, args.attester, args.owner)
     dep.save(args.deployment)
     print(f"contract {dep.address} on chain {dep.chain_id}; deployment written to {args.deployment}")
     return 0
@@ -156,8 +164,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     tip = c.get_tip()
     print(f"contract           {dep.address} on {args.rpc_url or dep.rpc_url} (chain id {dep.chain_id})")
     print(f"task               {dep.task} (spec 0x{dep.genesis.task_spec_hash.hex()})")
-    print(f"tip                0x{tip.hash.hex()}")
+    print(f"rules              {c.get_rules().value}")
+    print(f"tip link           0x{tip.link.hex()}")
     print(f"height             {tip.height}")
+    print(f"tip time           {tip.time}")
     print(f"latest model hash  0x{tip.model_hash.hex()}")
     print(f"tip correct        {c.get_tip_correct()}")
     print(f"difficulty k       {tip.difficulty}")
@@ -176,16 +186,27 @@ def cmd_blocks(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_retarget_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--difficulty", type=types.positive_int, help="initial k (default: the task's)")
-    p.add_argument("--target-block-time", type=types.positive_int, default=5, help="seconds")
-    p.add_argument("--retarget-interval", type=types.positive_int, default=10, help="blocks per difficulty epoch")
+def add_rules_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rules", choices=RULE_SETS, default=DEFAULT_RULES,
+                   help=f"rule set (default {DEFAULT_RULES}; chain-bound verification is not wired in yet)")
+
+
+def add_genesis_args(p: argparse.ArgumentParser, target_block_time: int = 5) -> None:
+    add_rules_arg(p)
+    p.add_argument("--difficulty", type=types.positive_int, help="genesis k, the anchor of the difficulty rule "
+                                                                 "(default: the task's)")
+    p.add_argument("--target-block-time", type=types.positive_int, default=target_block_time, help="seconds")
+    p.add_argument("--half-life", type=types.positive_int,
+                   help="seconds of schedule drift per bit of k (default 10 block times)")
+    p.add_argument("--redraw-after", type=types.positive_int,
+                   help="chain-bound: seconds before R may be redrawn (default 20 block times)")
 
 
 def register(sub: Any) -> None:
     g = sub.add_parser("genesis", help="print a task's genesis and first requirements")
     add_task_args(g)
     g.add_argument("--difficulty", type=types.positive_int)
+    add_rules_arg(g)
     g.set_defaults(func=cmd_genesis)
 
     chain = sub.add_parser("chain", help="the PoLChain contract on anvil or any EVM node")
@@ -194,7 +215,7 @@ def register(sub: Any) -> None:
     add_task_args(up)
     up.add_argument("--port", type=int, default=8545)
     up.add_argument("--state", help="anvil --state file, so the local chain survives restarts")
-    add_retarget_args(up)
+    add_genesis_args(up)
     up.add_argument("--deployment", default=DEFAULT_DEPLOYMENT)
     up.add_argument("--detach", action="store_true",
                     help="deploy and leave anvil running after this command exits (the only child that outlives it)")
@@ -203,7 +224,7 @@ def register(sub: Any) -> None:
     dp = csub.add_parser("deploy", help="deploy PoLChain to any EVM JSON-RPC endpoint")
     dp.add_argument("--rpc-url", required=True)
     add_task_args(dp)
-    add_retarget_args(dp)
+    add_genesis_args(dp)
     dp.add_argument("--attester", help="address of the verifier's key (default: the deployer)")
     dp.add_argument("--owner", help="address that may rotate the attester (default: the deployer)")
     dp.add_argument("--deployment", default=DEFAULT_DEPLOYMENT)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import args as types
-from .chain_cmd import DEFAULT_DEPLOYMENT, deploy_task
+from .chain_cmd import DEFAULT_DEPLOYMENT, add_genesis_args, deploy_task
 
 if TYPE_CHECKING:
     from .network import LocalNetwork
@@ -51,10 +51,11 @@ def run_demo(args: argparse.Namespace, net: LocalNetwork, out: Path, t_start: fl
 
     from .report import BlockRow, write_csv, write_figure
 
-    task = load_task(args.task, args.data_dir)
+    task = load_task(args.task, args.data_dir, rules=args.rules)
     test_size = int(task.test_y.shape[0])
     url = net.start_anvil(args.port)
-    dep = deploy_task(task, url, ANVIL_DEV_KEYS[0], args.difficulty, args.target_block_time, args.retarget_interval)
+    dep = deploy_task(task, url, ANVIL_DEV_KEYS[0], args.difficulty, args.target_block_time, args.half_life,
+                      args.redraw_after)
     dep_path = Path(args.deployment)
     dep.save(dep_path)
     net.start_verifier(dep_path, args.verifier_port, ["--data-dir", args.data_dir] if args.data_dir else [])
@@ -138,9 +139,8 @@ def register(sub: Any) -> None:
     d.add_argument("--data-dir", help="CIFAR-10 directory for --task cifar10-resnet18")
     d.add_argument("--device", type=types.device, default="cpu")
     d.add_argument("--provers", type=types.positive_int, default=2)
-    d.add_argument("--difficulty", type=types.positive_int, default=6, help="initial k (retargeted every few blocks)")
-    d.add_argument("--target-block-time", type=types.positive_int, default=3)
-    d.add_argument("--retarget-interval", type=types.positive_int, default=5)
+    add_genesis_args(d, target_block_time=3)
+    d.set_defaults(difficulty=6)
     d.add_argument("--candidates", type=types.positive_int, default=128)
     d.add_argument("--train-batch", type=types.positive_int, default=4,
                    help="provers' training step between rounds, in samples (S times a power of 4)")

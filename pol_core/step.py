@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .rulesets import RuleSet
 from .types import InvalidBatchSize, InvalidTaskConfig
 
 if TYPE_CHECKING:
@@ -39,16 +40,32 @@ def process_config_check(config: TaskConfig) -> None:
     # A step of zero, negative or non-finite size moves nothing or destroys the model.
     if not (math.isfinite(config.lr) and config.lr > 0):
         raise InvalidTaskConfig(f"learning rate must be positive and finite, got {config.lr}")
+    # The rule set is part of the spec hash; a typo must not silently select the other one.
+    if config.rules not in {r.value for r in RuleSet}:
+        raise InvalidTaskConfig(f"unknown rule set {config.rules!r}; known: {', '.join(r.value for r in RuleSet)}")
+    # Chain-bound segments replay at most this many steps per block (a bound on the verifier's work).
+    if config.max_segment_steps < 0:
+        raise InvalidTaskConfig(f"max_segment_steps must not be negative, got {config.max_segment_steps}")
+    # The largest segment step is itself a step batch, 4^j * S.
+    if not is_step_batch_size(config.max_step_batch, config.batch_size):
+        raise InvalidTaskConfig(f"max_step_batch {config.max_step_batch} is not 4^j * S (S = {config.batch_size})")
+
+
+def is_step_batch_size(batch_size: int, s: int) -> bool:
+    """B = 4^j * S for some j >= 0: the only batch sizes a step (and a segment step) may have."""
+    if s < 1:
+        return False
+    q, rest = divmod(batch_size, s)
+    return batch_size >= s and rest == 0 and q & (q - 1) == 0 and (q.bit_length() - 1) % 2 == 0
 
 
 def compute_batch_exponent(config: TaskConfig, batch_size: int) -> int:
     """j such that batch_size = 4^j * S; InvalidBatchSize for any other size."""
     s = config.batch_size
-    q, rest = divmod(batch_size, s)
     # A step's batch is S times a power of four (1, 4, 16, ...), so its lr scale 2^j is exact.
-    if batch_size < s or rest != 0 or q & (q - 1) != 0 or (q.bit_length() - 1) % 2 != 0:
+    if not is_step_batch_size(batch_size, s):
         raise InvalidBatchSize(f"a step's batch must be 4^j * S = {s}, {4 * s}, {16 * s}, ...; got {batch_size}")
-    return (q.bit_length() - 1) // 2
+    return ((batch_size // s).bit_length() - 1) // 2
 
 
 def compute_step_lr(config: TaskConfig, batch_size: int) -> float:

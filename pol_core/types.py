@@ -12,6 +12,8 @@ SampleIndex = NewType("SampleIndex", int)  # index into a task's training set
 Difficulty = NewType("Difficulty", int)  # k, the number of requirements
 Height = NewType("Height", int)
 CorrectCount = NewType("CorrectCount", int)  # correct predictions on the whole test set
+RedrawIndex = NewType("RedrawIndex", int)  # j: 0 normally; j >= 1 redraws R once the tip is old enough
+Timestamp = NewType("Timestamp", int)  # chain time: seconds since the epoch, as block.timestamp
 
 ZERO_HASH = Hash32(b"\x00" * 32)
 ZERO_ADDRESS = Address(b"\x00" * 20)
@@ -36,6 +38,12 @@ class Reason(StrEnum):
     INVALID_TASK_CONFIG = "INVALID_TASK_CONFIG"
     UNKNOWN_TASK = "UNKNOWN_TASK"
     DATASET_ERROR = "DATASET_ERROR"
+    WRONG_RULES = "WRONG_RULES"  # a verdict of one rule set asked of a task pinned to the other
+    INVALID_SEGMENT = "INVALID_SEGMENT"
+    PARENT_STATE_MISMATCH = "PARENT_STATE_MISMATCH"
+    TIP_REGRESSED = "TIP_REGRESSED"
+    REDRAW_TOO_EARLY = "REDRAW_TOO_EARLY"
+    REDRAW_NOT_ALLOWED = "REDRAW_NOT_ALLOWED"
 
 
 class ConsensusError(Exception):
@@ -102,3 +110,31 @@ class UnknownTask(ConsensusError):
 
 class DatasetError(ConsensusError):
     reason = Reason.DATASET_ERROR
+
+
+class WrongRules(ConsensusError):
+    """A verdict of one rule set was asked of a task pinned to the other."""
+
+    reason = Reason.WRONG_RULES
+
+
+class InvalidSegment(ConsensusError):
+    reason = Reason.INVALID_SEGMENT
+
+
+class ParentStateMismatch(ConsensusError):
+    """The state offered as the parent's W' does not hash to the parent header's newWeightsHash."""
+
+    reason = Reason.PARENT_STATE_MISMATCH
+
+
+class TipRegressed(ConsensusError):
+    reason = Reason.TIP_REGRESSED
+
+
+class RedrawTooEarly(ConsensusError):
+    reason = Reason.REDRAW_TOO_EARLY
+
+
+class RedrawNotAllowed(ConsensusError):
+    reason = Reason.REDRAW_NOT_ALLOWED

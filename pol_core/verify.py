@@ -1,4 +1,5 @@
-"""Algorithm 2 with the protocol's additions, cheapest check first."""
+"""Algorithm 2 with the protocol's additions, cheapest check first: the paper rules' verdict.
+The chain-bound verdict is pol_core.chainbound.compute_chain_bound_verdict."""
 from __future__ import annotations
 
 import time
@@ -10,6 +11,7 @@ import torch
 from .header import Header, compute_header_hash
 from .requirements import compute_requirements, process_requirements_check
 from .rules import process_accuracy_rules, process_chain_position, process_same_task
+from .rulesets import RuleSet, process_rules_check
 from .step import compute_correct, process_step
 from .tasks.spec import Task
 from .types import (
@@ -42,6 +44,7 @@ class Verdict:
     block_hash: Hash32
     new_state: dict[str, torch.Tensor]
     timings: dict[str, float] = field(default_factory=dict)
+    state: dict[str, torch.Tensor] | None = None  # W, when the verifier computed it (chain-bound replay)
 
 
 def compute_genesis_correct(task: Task) -> CorrectCount:
@@ -70,8 +73,10 @@ def process_proof_shape(task: Task, proof: Proof) -> None:
 
 
 def compute_verdict(task: Task, parent: Header, parent_hash: Hash32, difficulty: Difficulty, proof: Proof) -> Verdict:
-    """Verify a proof against its parent on CPU and build the header the verifier attests."""
+    """Verify a proof against its parent on CPU and build the header the verifier attests (paper rules;
+    `parent_hash` is the parent's link, which is its block hash under these rules)."""
     t0 = time.perf_counter()
+    process_rules_check(task.config.rules, RuleSet.PAPER)
     process_proof_shape(task, proof)
     process_chain_position(parent_hash, parent.height, proof.parent_hash, proof.height)
     process_same_task(parent, task.spec_hash)

@@ -5,10 +5,17 @@ from pol_core.step import enable_deterministic_mode
 
 @pytest.fixture(scope="session")
 def digits():
+    """digits-cnn under the paper rules: what the verifier service, miners and demo implement today."""
     from pol_core.tasks import load_task
 
     enable_deterministic_mode()
-    return load_task("digits-cnn")
+    return load_task("digits-cnn", rules="paper")
+
+
+@pytest.fixture(scope="session")
+def digits_cb(digits):
+    """digits-cnn under the chain-bound rules (the task's default): the same data, another spec hash."""
+    return digits.with_rules("chain-bound")
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +40,7 @@ def deployed(anvil, digits):
 
     attester = Account.from_key(DEV_KEY).address
     genesis = Genesis.for_task(digits, compute_genesis_correct(digits), attester, attester, difficulty=4,
-                               retarget_interval=4, target_block_time=10, max_difficulty=16, max_retarget_step=2)
+                               target_block_time=10, half_life=40, max_difficulty=16)
     return deploy_chain(anvil.url, DEV_KEY, "digits-cnn", genesis)
 
 

@@ -14,6 +14,7 @@ from pol.v1 import verifier_pb2 as pb
 from pol.wire import encode_state
 from pol_chain import AnvilProcess
 from pol_core.requirements import compute_requirements, is_requirements_met
+from pol_core.rulesets import RuleSet
 from pol_core.step import compute_correct, process_step
 from pol_core.types import Reason
 from pol_core.weights import compute_weights_hash, get_flat_params
@@ -53,7 +54,7 @@ def test_accepts_a_real_proof_end_to_end(service, digits):
     assert resp.attested and resp.tx_hash.startswith("0x") and resp.height == 1
     assert 21_000 < resp.gas_used <= 50_000
     chain_tip = node.chain.get_tip()
-    assert chain_tip.hash == resp.block_hash and chain_tip.height == 1
+    assert chain_tip.link == resp.block_hash and chain_tip.height == 1
     assert node.chain.get_latest_model_hash() == resp.new_weights_hash
     assert (resp.correct_before, resp.correct_after) == (found.correct_before, found.correct_after)
     # Provers sync to the canonical W' through GetModel.
@@ -279,7 +280,7 @@ def test_kill9_after_send_is_not_sent_twice(anvil, digits, tmp_path):
         tip = client.get_tip()
         resp = submit_found(client, digits, tip, mine_on(digits, tip))
         assert not resp.attested
-        assert chain.get_tip().hash == resp.block_hash  # the transaction landed; the journal does not know
+        assert chain.get_tip().link == resp.block_hash  # the transaction landed; the journal does not know
         vp.kill9()
     finally:
         vp.stop()
@@ -323,9 +324,28 @@ def test_chain_down_then_up(digits, tmp_path):
             time.sleep(0.1)
         t = client.get_tip()
         assert t.height == 1 and not t.degraded and t.block_hash == resp.block_hash
-        assert dep.client().get_tip().hash == resp.block_hash
+        assert dep.client().get_tip().link == resp.block_hash
         client.close()
         server.stop(0)
         node.stop()
     finally:
         a.stop()
+
+
+def test_a_chain_bound_deployment_is_refused_until_the_node_verifies_it(tmp_path, digits_cb):
+    """The node applies the paper verdict only (issue 10 part B wires the chain-bound one in): it must
+    refuse a chain-bound deployment at set-up, with a clear message, instead of attesting wrong blocks."""
+    from dataclasses import replace
+
+    from pol_chain.deploy import Deployment
+    from verifier_service.node import SetupError
+
+    from .test_wire import genesis_example
+
+    genesis = replace(genesis_example(), rules=RuleSet.CHAIN_BOUND, task_spec_hash=digits_cb.spec_hash)
+    dep = Deployment("http://127.0.0.1:1", 31337, "0x" + "cd" * 20, 1, "digits-cnn", genesis)
+    with pytest.raises(SetupError, match="chain-bound rules; this verifier implements the paper rules only"):
+        build_node(VerifierConfig(data_root=str(tmp_path / "v")), KEY, deployment=dep)
+    with pytest.raises(SetupError, match="paper rules only"):
+        VerifierNode(task=digits_cb, deployment=dep, chain=dep.client(), journal=Journal(tmp_path / "j.sqlite"),
+                     models=ModelStore(tmp_path / "models"), metrics=Metrics())

@@ -47,7 +47,7 @@ def test_weights_hash_changes_with_one_bit_and_with_names():
 
 def test_weights_hash_is_identical_in_a_fresh_process(digits):
     code = (
-        "from pol_core.tasks import load_task; t = load_task('digits-cnn');"
+        "from pol_core.tasks import load_task; t = load_task('digits-cnn', rules='paper');"
         "print(t.genesis_hash.hex(), t.spec_hash.hex())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
@@ -131,13 +131,15 @@ def test_large_batch_step_is_plain_sgd_at_the_scaled_rate(digits):
         process_step(digits.new_model(), *digits.batch(list(range(8))), digits.config)
 
 
-def test_only_plain_sgd_is_a_valid_task(digits):
+def test_only_plain_sgd_with_known_rules_and_bounds_is_a_valid_task(digits):
     from dataclasses import replace
 
     from pol_core.tasks.spec import Task
 
     for bad in (replace(digits.config, optimizer="adam"), replace(digits.config, lr=0.0),
-                replace(digits.config, lr=float("nan")), replace(digits.config, batch_size=0)):
+                replace(digits.config, lr=float("nan")), replace(digits.config, batch_size=0),
+                replace(digits.config, rules="chainbound"), replace(digits.config, max_step_batch=8),
+                replace(digits.config, max_segment_steps=-1)):
         with pytest.raises(InvalidTaskConfig):
             compute_step_lr(bad, 4)
         with pytest.raises(InvalidTaskConfig):

@@ -18,6 +18,7 @@ from pol.reasons import Refused, ServiceReason, parse_reason
 from pol.status import STATUS, status_for
 from pol.wire import MalformedWeights, decode_state, encode_state, iter_chunks
 from pol_chain.deploy import load_abi
+from pol_core.rulesets import RuleSet
 from pol_core.types import Reason
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,8 +27,8 @@ SOLIDITY_TO_PYTHON = {"bytes32": bytes, "address": str}
 
 def genesis_example(**over) -> Genesis:
     g = Genesis(task_spec_hash=b"\x01" * 32, weights_hash=b"\x02" * 32, num_params=3842, batch_size=4, correct=53,
-                sabotage_tolerance=5, difficulty=4, min_difficulty=1, max_difficulty=32, max_retarget_step=2,
-                retarget_interval=10, target_block_time=5, attester="0x" + "aa" * 20, owner="0x" + "bb" * 20)
+                rules=RuleSet.PAPER, sabotage_tolerance=5, difficulty=4, min_difficulty=1, max_difficulty=32,
+                target_block_time=5, half_life=50, redraw_after=100, attester="0x" + "aa" * 20, owner="0x" + "bb" * 20)
     return replace(g, **over)
 
 
@@ -41,6 +42,8 @@ def test_genesis_follows_the_contract_constructor_field_by_field():
     hints = typing.get_type_hints(Genesis)
     for f, c in zip(fields(Genesis), components):
         want = SOLIDITY_TO_PYTHON.get(c["type"], int if c["type"].startswith("uint") else None)
+        if c["internalType"] == "enum PoLChain.Rules":
+            want = RuleSet  # a uint8 on the wire (its .code), named in JSON
         got = getattr(hints[f.name], "__supertype__", hints[f.name])  # NewType -> its base
         assert got is want, (f.name, c["type"], got)
     values = genesis_example().as_abi_tuple()
@@ -50,12 +53,15 @@ def test_genesis_follows_the_contract_constructor_field_by_field():
 def test_genesis_json_round_trip_and_refusals():
     g = genesis_example()
     doc = g.to_json()
-    assert doc["taskSpecHash"] == "0x" + "01" * 32 and doc["retargetInterval"] == 10
+    assert doc["taskSpecHash"] == "0x" + "01" * 32 and doc["rules"] == "paper" and doc["halfLife"] == 50
     assert Genesis.from_json(doc) == g
+    assert Genesis.from_json({**doc, "rules": "chain-bound"}).as_abi_tuple()[5] == RuleSet.CHAIN_BOUND.code == 1
     with pytest.raises(GenesisError, match="missing"):
         Genesis.from_json({k: v for k, v in doc.items() if k != "owner"})
     with pytest.raises(GenesisError, match="unknown"):
-        Genesis.from_json({**doc, "rules": "paper"})
+        Genesis.from_json({**doc, "retargetInterval": 10})  # a field of the retired contract
+    with pytest.raises(GenesisError, match="rules"):
+        Genesis.from_json({**doc, "rules": "chainbound"})
     with pytest.raises(GenesisError, match="taskSpecHash"):
         Genesis.from_json({**doc, "taskSpecHash": "0x1234"})
     with pytest.raises(GenesisError, match="numParams"):

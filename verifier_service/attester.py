@@ -88,11 +88,12 @@ class Attester:
         Returns the chain's tip afterwards."""
         for entry in self.journal.pending():
             chain_tip = self.chain.get_tip()
-            if chain_tip.hash == entry.block_hash:
+            # Paper rules: a block's link is its hash (chain-bound attestation is issue 10 part B).
+            if chain_tip.link == entry.block_hash:
                 # The transaction went through before a crash: record it, never send it again.
                 rec = self.chain.find_transaction(entry.block_hash, self.deploy_block)
                 self.journal.mark_attested(entry.block_hash, rec.tx_hash if rec else "", None)
-            elif chain_tip.hash == entry.header.parent:
+            elif chain_tip.link == entry.header.parent:
                 self._pause("before_send")
                 try:
                     receipt = self.chain.submit_block(entry.header)

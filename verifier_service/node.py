@@ -21,6 +21,7 @@ from pol_chain.deploy import Deployment
 from pol_core.header import Header, compute_header_hash
 from pol_core.keccak import keccak256
 from pol_core.rules import process_chain_position
+from pol_core.rulesets import RuleSet
 from pol_core.step import enable_deterministic_mode
 from pol_core.tasks import Task
 from pol_core.types import ConsensusError, Difficulty, Hash32
@@ -38,6 +39,14 @@ log = logging.getLogger("pol.verifier")
 class SetupError(Exception):
     """The node's collaborators do not belong together (for example, a task the contract was not
     deployed for)."""
+
+
+def process_rules_supported(deployment: Deployment) -> None:
+    """Raise SetupError unless the deployment's rule set is one this service verifies."""
+    # The node applies the paper verdict only; chain-bound verification is wired in by issue 10 part B.
+    if deployment.genesis.rules is not RuleSet.PAPER:
+        raise SetupError(f"the deployment uses {deployment.genesis.rules.value} rules; this verifier implements "
+                         f"the paper rules only")
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,8 @@ class VerifierNode:
                  models: ModelStore, metrics: Metrics, cfg: VerifierConfig | None = None):
         # The verifier's recomputation must be repeatable bit for bit (pol_core.step).
         enable_deterministic_mode()
+        # This service applies the paper verdict; chain-bound verification is wired in by issue 10 part B.
+        process_rules_supported(deployment)
         # The contract pins one task; verifying another would attest blocks no one can re-verify.
         if task.spec_hash != deployment.genesis.task_spec_hash:
             raise SetupError(f"task {task.name} has spec hash 0x{task.spec_hash.hex()}, but the contract was "
@@ -106,7 +117,7 @@ class VerifierNode:
         self._inflight: dict[str, int] = {}
         self._inflight_lock = threading.Lock()
         t = chain.get_tip()
-        self.tip = TipState(t.hash, self._header_for(t.hash), Difficulty(t.difficulty))
+        self.tip = TipState(t.link, self._header_for(t.link), Difficulty(t.difficulty))  # paper rules: link = block hash
         self.attester = Attester(chain, journal, metrics, deployment.deploy_block, self._after_attest_pass,
                                  self.cfg.chain_retry_max_s, self.cfg.fault_pause, self.cfg.fault_pause_s)
 
@@ -137,8 +148,8 @@ class VerifierNode:
         return rec.header
 
     def _after_attest_pass(self, chain_tip: TipInfo | None) -> None:
-        if chain_tip is not None and (chain_tip.hash != self.tip.block_hash or chain_tip.difficulty != self.tip.difficulty):
-            tip = TipState(chain_tip.hash, self._header_for(chain_tip.hash), Difficulty(chain_tip.difficulty))
+        if chain_tip is not None and (chain_tip.link != self.tip.block_hash or chain_tip.difficulty != self.tip.difficulty):
+            tip = TipState(chain_tip.link, self._header_for(chain_tip.link), Difficulty(chain_tip.difficulty))
             self.metrics.tip_height.set(tip.header.height)
             with self._tip_changed:
                 self.tip = tip

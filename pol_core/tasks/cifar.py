@@ -31,6 +31,9 @@ CONFIG = TaskConfig(
     sabotage_tolerance=50,
     allow_equal=False,
     initial_difficulty=8,
+    rules="chain-bound",
+    max_segment_steps=16,
+    max_step_batch=64,
 )
 
 

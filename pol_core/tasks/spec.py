@@ -34,6 +34,9 @@ class TaskConfig:
     sabotage_tolerance: int  # correct answers W may lose against the parent's W'
     allow_equal: bool  # the paper's non-strict check (unchanged weights pass); off by default
     initial_difficulty: int
+    rules: str  # "chain-bound" or "paper" (pol_core.rulesets.RuleSet)
+    max_segment_steps: int  # chain-bound: most training steps one block's segment may hold
+    max_step_batch: int  # chain-bound: largest batch of one segment step, 4^j * S
     extra: tuple[tuple[str, str], ...] = field(default=())  # data options, e.g. the test-set size
 
 
@@ -104,6 +107,12 @@ class Task:
         self.num_params = count_learnable(genesis)
         self.spec_hash = compute_spec_hash(config, self.fingerprint, self.genesis_hash, self.num_params)
         self._scratch = threading.local()
+
+    def with_rules(self, rules: str) -> "Task":
+        """The same model and data under the other rule set (a different spec hash)."""
+        from dataclasses import replace
+
+        return Task(replace(self.config, rules=rules), self.raw, self._build)
 
     @property
     def name(self) -> str:

@@ -7,6 +7,7 @@ interface Vm {
     function startPrank(address) external;
     function stopPrank() external;
     function warp(uint256) external;
+    function prevrandao(bytes32) external;
     function assume(bool) external pure;
     function expectRevert(bytes calldata) external;
     function expectRevert(bytes4) external;
@@ -36,6 +37,10 @@ abstract contract TestBase {
 
     function assertEq(bytes32 a, bytes32 b, string memory what) internal pure {
         if (a != b) revert AssertionFailedBytes32(what, a, b);
+    }
+
+    function assertEq(bytes memory a, bytes memory b, string memory what) internal pure {
+        if (keccak256(a) != keccak256(b)) revert AssertionFailedBytes32(what, keccak256(a), keccak256(b));
     }
 
     function assertTrue(bool c, string memory what) internal pure {
