@@ -9,14 +9,17 @@ from typing import Any
 from eth_account import Account
 from web3 import Web3
 
+from pol_core.attestation import SignerSet, make_signer_set, process_signer_set_check
 from pol_core.rulesets import parse_rules
 from pol_core.step import compute_correct
 from pol_core.tasks import Task
 
 from .anvil import REPO_ROOT
-from .client import ChainClient
+from .client import ChainClient, ChainError
 
 ARTIFACT = REPO_ROOT / "contracts" / "out" / "PoLChain.sol" / "PoLChain.json"
+# A quorum deployment has no single attester: its genesis names the zero address there.
+NO_ATTESTER = "0x0000000000000000000000000000000000000000"
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class Deployment:
     deploy_block: int
     task: str
     genesis: dict[str, Any]
+    quorum: dict[str, Any] | None = None  # {"signers": [...], "threshold": t} of the genesis set; None: one attester
 
     def save(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -38,6 +42,12 @@ class Deployment:
 
     def client(self, private_key: str | None = None, rpc_url: str | None = None) -> ChainClient:
         return ChainClient(rpc_url or self.rpc_url, self.address, load_abi(), private_key)
+
+    def genesis_signer_set(self) -> SignerSet | None:
+        """The signer set fixed at genesis (the chain's current one may differ: `client().get_signer_set()`)."""
+        if self.quorum is None:
+            return None
+        return make_signer_set(self.quorum["signers"], int(self.quorum["threshold"]))
 
 
 def load_artifact() -> dict[str, Any]:
@@ -93,17 +103,35 @@ def compute_genesis_tuple(genesis: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(value(k) for k in GENESIS_ORDER)
 
 
-def deploy_chain(rpc_url: str, private_key: str, task_name: str, genesis: dict[str, Any]) -> Deployment:
+def compute_quorum_tuple(quorum: SignerSet | None) -> tuple[list[str], int]:
+    """The constructor's second argument: no signers (single-attester mode) or the genesis signer set."""
+    if quorum is None:
+        return [], 0
+    process_signer_set_check(quorum)
+    return [Web3.to_checksum_address(bytes(a)) for a in quorum.signers], quorum.threshold
+
+
+def deploy_chain(rpc_url: str, private_key: str, task_name: str, genesis: dict[str, Any],
+                 quorum: SignerSet | None = None) -> Deployment:
+    """Deploy with one attester (`genesis["attester"]`), or, given `quorum`, in quorum mode: then blocks need t
+    signatures of the set, the genesis attester must be NO_ATTESTER, and the owner may change the set until
+    it calls end_bootstrap()."""
+    # The contract refuses the mix too; saying it here names the fix.
+    if quorum is not None and int(genesis["attester"], 16) != 0:
+        raise ChainError("a quorum deployment has no single attester: build its genesis with attester=NO_ATTESTER")
     art = load_artifact()
     w3 = Web3(Web3.HTTPProvider(rpc_url))
     acct = Account.from_key(private_key)
     factory = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"]["object"])
     g = compute_genesis_tuple(genesis)
-    tx = factory.constructor(g).build_transaction({
+    q = compute_quorum_tuple(quorum)
+    tx = factory.constructor(g, q).build_transaction({
         "from": acct.address,
         "nonce": w3.eth.get_transaction_count(acct.address, "pending"),
         "chainId": w3.eth.chain_id,
     })
     tx_hash = w3.eth.send_raw_transaction(acct.sign_transaction(tx).raw_transaction)
     rcpt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
-    return Deployment(rpc_url, int(w3.eth.chain_id), rcpt["contractAddress"], int(rcpt["blockNumber"]), task_name, genesis)
+    saved = None if quorum is None else {"signers": q[0], "threshold": q[1]}
+    return Deployment(rpc_url, int(w3.eth.chain_id), rcpt["contractAddress"], int(rcpt["blockNumber"]), task_name, genesis,
+                      saved)
