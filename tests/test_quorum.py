@@ -99,7 +99,6 @@ def test_two_of_three_block_lands_relayed_by_a_non_member(relayer, deployed_q):
         h = next_header(relayer, deployed_q, i)
         r = relayer.submit_block_signed(h, signatures(relayer.get_block_digest(h), members))
         assert r.block_hash == compute_header_hash(h)
-        assert r.gas_used <= 60_000 if len(members) == 2 else True
     tip = relayer.get_tip()
     assert tip.height == 4
     blocks = relayer.get_blocks(deployed_q.deploy_block)
