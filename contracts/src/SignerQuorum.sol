@@ -124,7 +124,7 @@ abstract contract SignerQuorum {
     /// message SignerSetUpdate(signers, threshold, nonce) with the current nonce.
     /// @param signers The new members, strictly ascending.
     /// @param threshold The new t.
-    /// @param nonce The current `signerSetNonce()`; a used update cannot be replayed.
+    /// @param nonce The current nonce (the third value of `signerSet()`); a used update cannot be replayed.
     /// @param signatures A quorum of the current set over the update (layout as in `submitBlockSigned`).
     function updateSignerSet(address[] calldata signers, uint8 threshold, uint256 nonce, bytes calldata signatures)
         external
