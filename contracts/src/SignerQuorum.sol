@@ -433,7 +433,8 @@ abstract contract SignerQuorum {
         _commitSignerSet(rest, $.threshold, false);
     }
 
-    /// @dev The EIP-712 digest of Block(blockHash) under this deployment's domain.
+    /// @dev The EIP-712 digest of Block(blockHash) under this deployment's domain. The hot path's copy of
+    /// `_hashTypedData(_blockHash(blockHash))`, inlined: that composition costs 43 gas more per block.
     function _blockDigest(bytes32 blockHash) internal view returns (bytes32 digest) {
         bytes32 domain = DOMAIN_SEPARATOR();
         bytes32 typehash = BLOCK_TYPEHASH;
