@@ -3,7 +3,9 @@ constructor argument and the JSON a deployment file stores.
 
 The field order is the order of `struct Genesis` in contracts/src/PoLChain.sol; nothing here repeats
 it by hand: `as_abi_tuple` follows the dataclass, and tests/test_wire.py checks the dataclass
-against the constructor input of the compiled ABI, name by name and type by type.
+against the constructor input of the compiled ABI, name by name and type by type. The constructor's
+second input, the genesis signer set (`struct SignerSet` in contracts/src/SignerQuorum.sol), is
+pol_core.attestation.SignerSet, checked the same way; `signer_set_abi_tuple` encodes it.
 """
 from __future__ import annotations
 
@@ -16,7 +18,12 @@ from pol_core.rulesets import RuleSet, parse_rules
 from pol_core.types import CorrectCount, Difficulty, Hash32, WrongRules
 
 if TYPE_CHECKING:
+    from pol_core.attestation import SignerSet
     from pol_core.tasks import Task
+
+
+# A quorum deployment has no single attester: its genesis names the zero address there.
+NO_ATTESTER = "0x0000000000000000000000000000000000000000"
 
 
 class GenesisError(ValueError):
@@ -138,3 +145,33 @@ class Genesis:
                     raise GenesisError(f"{key} is not hex: {e}") from e
             values[f.name] = v
         return cls(**values)
+
+
+def signer_set_abi_tuple(quorum: SignerSet | None) -> tuple[list[str], int]:
+    """The constructor's second argument: no signers (single-attester mode) or the genesis signer set,
+    members as checksummed addresses in the set's ascending order."""
+    from eth_utils.address import to_checksum_address
+
+    from pol_core.attestation import process_signer_set_check
+
+    if quorum is None:
+        return [], 0
+    process_signer_set_check(quorum)
+    return [to_checksum_address(bytes(a)) for a in quorum.signers], quorum.threshold
+
+
+def signer_set_to_json(quorum: SignerSet) -> dict[str, Any]:
+    signers, threshold = signer_set_abi_tuple(quorum)
+    return {"signers": signers, "threshold": threshold}
+
+
+def signer_set_from_json(doc: Mapping[str, Any]) -> SignerSet:
+    """The genesis signer set a deployment file records; a malformed one is another deployment."""
+    from pol_core.attestation import InvalidSignerSet, make_signer_set
+
+    if set(doc) != {"signers", "threshold"}:
+        raise GenesisError(f"a signer set has exactly the fields signers and threshold, got {sorted(doc)}")
+    try:
+        return make_signer_set(list(doc["signers"]), int(doc["threshold"]))
+    except (InvalidSignerSet, ValueError, TypeError) as e:
+        raise GenesisError(f"signer set: {e}") from e

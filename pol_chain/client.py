@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, cast
@@ -18,11 +19,19 @@ from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhaust
 from web3.logs import DISCARD
 from web3.types import RPCEndpoint
 
+from pol_core.attestation import (
+    Domain,
+    Signature,
+    SignerSet,
+    compute_block_digest,
+    compute_quorum_signatures,
+    make_signer_set,
+)
 from pol_core.difficulty import DifficultyParams
 from pol_core.header import Header, compute_header_hash, header_from_abi_tuple
 from pol_core.link import compute_link
 from pol_core.rulesets import RuleSet, rules_from_code
-from pol_core.types import Difficulty, Hash32, Height, Timestamp
+from pol_core.types import Address, Difficulty, Hash32, Height, Timestamp
 
 if TYPE_CHECKING:
     from pol_core.chainbound import TipContext  # loads torch; the client itself must not
@@ -93,6 +102,102 @@ class SegmentNotAllowed(ContractReverted):
     pass
 
 
+class NotOwner(ContractReverted):
+    pass
+
+
+class WrongMode(ContractReverted):
+    """The call belongs to the other attestation mode (fixed at genesis)."""
+
+
+class QuorumMode(WrongMode):
+    """A quorum deployment: blocks need submitBlockSigned, and there is no attester to rotate."""
+
+
+class SingleAttesterMode(WrongMode):
+    """A single-attester deployment: it has no signer set."""
+
+
+class QuorumRefused(ContractReverted):
+    """The signatures do not carry the authority of t distinct members of the current signer set."""
+
+
+class MalformedSignatures(QuorumRefused):
+    pass
+
+
+class WrongThreshold(QuorumRefused):
+    pass
+
+
+class WrongSignerCount(QuorumRefused):
+    pass
+
+
+class NonSignerMismatch(QuorumRefused):
+    pass
+
+
+class InvalidSigner(QuorumRefused):
+    """A signature recovers to a non-member: an outsider, another message, another chain id or contract."""
+
+
+class SignersNotAscending(QuorumRefused):
+    pass
+
+
+class DuplicateSigner(QuorumRefused):
+    pass
+
+
+class MalleableSignature(QuorumRefused):
+    pass
+
+
+class TooFewSignatures(QuorumRefused):
+    pass
+
+
+class BadSignerSet(ContractReverted):
+    """A proposed signer set is unusable (size, threshold, order)."""
+
+
+class SignerCountOutOfRange(BadSignerSet):
+    pass
+
+
+class ThresholdOutOfRange(BadSignerSet):
+    pass
+
+
+class SignerSetNotAscending(BadSignerSet):
+    pass
+
+
+class WrongNonce(ContractReverted):
+    """A signed set update for another nonce: replayed, or signed for an earlier set."""
+
+
+class BootstrapOver(ContractReverted):
+    pass
+
+
+class NotEquivocation(ContractReverted):
+    """The evidence does not show one member signing two different headers at one height and redraw index."""
+
+
+class NotConflicting(NotEquivocation):
+    pass
+
+
+class SameHeader(NotEquivocation):
+    pass
+
+
+class DifferentSigners(NotEquivocation):
+    pass
+
+
 REVERT_TYPES: dict[str, type[ContractReverted]] = {
     "WrongHeight": WrongHeight,
     "NotAttester": NotAttester,
@@ -103,6 +208,12 @@ REVERT_TYPES: dict[str, type[ContractReverted]] = {
     "RedrawTooEarly": RedrawTooEarly,
     "RedrawNotAllowed": RedrawNotAllowed,
     "SegmentNotAllowed": SegmentNotAllowed,
+    "NotOwner": NotOwner,
+    **{c.__name__: c for c in (
+        QuorumMode, SingleAttesterMode, MalformedSignatures, WrongThreshold, WrongSignerCount, NonSignerMismatch,
+        InvalidSigner, SignersNotAscending, DuplicateSigner, MalleableSignature, TooFewSignatures,
+        SignerCountOutOfRange, ThresholdOutOfRange, SignerSetNotAscending, WrongNonce, BootstrapOver, NotConflicting,
+        SameHeader, DifferentSigners)},
 }
 
 
@@ -122,6 +233,13 @@ class Receipt:
     gas_used: int
     block_hash: Hash32
     link: Hash32 = Hash32(b"")  # the new tip's link, from the block's log
+
+
+@dataclass(frozen=True)
+class SignerSetInfo:
+    signer_set: SignerSet
+    nonce: int  # what the next signed update must carry
+    bootstrap: bool  # whether the owner may still change the set
 
 
 @dataclass(frozen=True)
@@ -200,6 +318,8 @@ class ChainClient:
         self.timeout = timeout
         self._rules: RuleSet | None = None
         self._task: Hash32 | None = None
+        self._quorum: bool | None = None
+        self._domain: Domain | None = None
 
     # ── reads ──
 
@@ -233,6 +353,29 @@ class ChainClient:
         if self._task is None:
             self._task = Hash32(bytes(self._call(self.contract.functions.TASK_SPEC_HASH())))
         return self._task
+
+    def is_quorum(self) -> bool:
+        """Whether blocks need t-of-n signatures (fixed at genesis, so cached)."""
+        if self._quorum is None:
+            self._quorum = bool(self._call(self.contract.functions.QUORUM()))
+        return self._quorum
+
+    def get_domain(self) -> Domain:
+        """The EIP-712 domain signatures for this deployment are made under (EIP-5267, cached)."""
+        if self._domain is None:
+            _, name, version, chain_id, contract, _, _ = self._call(self.contract.functions.eip712Domain())
+            self._domain = Domain(int(chain_id), Address(bytes.fromhex(contract[2:])), name, version)
+        return self._domain
+
+    def get_signer_set(self) -> SignerSetInfo:
+        """The current signer set, its threshold, the next update's nonce and whether bootstrap lasts."""
+        signers, threshold, nonce = self._call(self.contract.functions.signerSet())
+        bootstrap = bool(self._call(self.contract.functions.bootstrapActive()))
+        return SignerSetInfo(make_signer_set(list(signers), int(threshold)), int(nonce), bootstrap)
+
+    def get_block_digest(self, header: Header) -> Hash32:
+        """What a member signs to attest `header` on this deployment (computed locally)."""
+        return compute_block_digest(self.get_domain(), compute_header_hash(header))
 
     def get_redraw_after(self) -> int:
         return int(self._call(self.contract.functions.REDRAW_AFTER()))
@@ -326,9 +469,21 @@ class ChainClient:
         height check), and the recorded hash is checked after."""
         if check_tip:
             self.process_header_check(header)
-        a = header.as_abi_tuple()
-        # (height, W, W', segment root, P, correctBefore, correctAfter, j, miner), the contract's order.
-        fn = self.contract.functions.submitBlock(a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11])
+        return self._submit(header, self.contract.functions.submitBlock(*submission_arguments(header)))
+
+    def submit_block_signed(self, header: Header, signatures: Mapping[bytes, bytes], check_tip: bool = True) -> Receipt:
+        """Relay `header` with members' signatures (address -> 64-byte compact signature over
+        `get_block_digest(header)`); any account may send it. They are packed against the current set."""
+        return self.submit_block_packed(header, compute_quorum_signatures(self.get_signer_set().signer_set, signatures),
+                                        check_tip)
+
+    def submit_block_packed(self, header: Header, packed: bytes, check_tip: bool = True) -> Receipt:
+        """Relay `header` with the contract's `signatures` argument as given (see pol_core.attestation)."""
+        if check_tip:
+            self.process_header_check(header)
+        return self._submit(header, self.contract.functions.submitBlockSigned(*submission_arguments(header), packed))
+
+    def _submit(self, header: Header, fn) -> Receipt:
         r = self._transact(fn)
         expected = compute_header_hash(header)
         recorded, link = self._attested_in(r.tx_hash)
@@ -364,6 +519,31 @@ class ChainClient:
         """Owner only: rotate the attester."""
         return self._transact(self.contract.functions.setAttester(Web3.to_checksum_address(address)))
 
+    def set_signer_set(self, signer_set: SignerSet) -> Receipt:
+        """Owner only, while the bootstrap phase lasts: replace the signer set."""
+        return self._transact(self.contract.functions.setSignerSet(*signer_set_arguments(signer_set)))
+
+    def end_bootstrap(self) -> Receipt:
+        """Owner only, for good: from now on only signed updates change the set."""
+        return self._transact(self.contract.functions.endBootstrap())
+
+    def update_signer_set(self, update: SignerSet, signatures: Mapping[bytes, bytes], nonce: int | None = None) -> Receipt:
+        """Replace the set with the consent of t current members: each signs
+        compute_signer_set_update_digest(get_domain(), update, nonce); the nonce defaults to the chain's."""
+        current = self.get_signer_set()
+        packed = compute_quorum_signatures(current.signer_set, signatures)
+        return self.update_signer_set_packed(update, current.nonce if nonce is None else nonce, packed)
+
+    def update_signer_set_packed(self, update: SignerSet, nonce: int, packed: bytes) -> Receipt:
+        """The signed update with the contract's `signatures` argument as given (see pol_core.attestation)."""
+        return self._transact(self.contract.functions.updateSignerSet(*signer_set_arguments(update), nonce, packed))
+
+    def report_equivocation(self, a: Header, signature_a: Signature, b: Header, signature_b: Signature) -> Receipt:
+        """Evidence that one member signed both headers (one height, one redraw index): it leaves the set,
+        unless that would leave fewer members than the threshold. Any account may send it."""
+        return self._transact(self.contract.functions.reportEquivocation(a.as_abi_tuple(), bytes(signature_a),
+                                                                         b.as_abi_tuple(), bytes(signature_b)))
+
     def find_transaction(self, block_hash: bytes, from_block: int = 0) -> RecordedBlock | None:
         """The recorded block with this hash, if the chain has it (used to resume after a crash)."""
         for b in self.get_blocks(from_block):
@@ -396,3 +576,13 @@ class ChainClient:
 
     def get_timestamp(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
+
+
+def submission_arguments(header: Header) -> tuple[Any, ...]:
+    """(height, W, W', segment root, P, correctBefore, correctAfter, j, miner): the header fields a submission
+    sends, in the contract's order (it supplies parent, task and k itself)."""
+    return header.as_abi_tuple()[3:]
+
+
+def signer_set_arguments(s: SignerSet) -> tuple[list[str], int]:
+    return [Web3.to_checksum_address(bytes(a)) for a in s.signers], s.threshold

@@ -5,12 +5,22 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pol.genesis import Genesis, GenesisError
+from pol.genesis import (
+    NO_ATTESTER,
+    Genesis,
+    GenesisError,
+    signer_set_abi_tuple,
+    signer_set_from_json,
+    signer_set_to_json,
+)
 
 from .anvil import CHECKOUT_ROOT
 from .client import ChainClient, ChainError, errors_translated
+
+if TYPE_CHECKING:
+    from pol_core.attestation import SignerSet
 
 # forge writes the artifact in a checkout; a built wheel carries a copy as package data.
 CHECKOUT_ARTIFACT = CHECKOUT_ROOT / "contracts" / "out" / "PoLChain.sol" / "PoLChain.json"
@@ -29,10 +39,14 @@ class Deployment:
     deploy_block: int
     task: str
     genesis: Genesis
+    # The signer set fixed at genesis (the chain's current one may differ: `client().get_signer_set()`);
+    # None: a single-attester deployment.
+    quorum: SignerSet | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"rpc_url": self.rpc_url, "chain_id": self.chain_id, "address": self.address,
-                "deploy_block": self.deploy_block, "task": self.task, "genesis": self.genesis.to_json()}
+                "deploy_block": self.deploy_block, "task": self.task, "genesis": self.genesis.to_json(),
+                "quorum": None if self.quorum is None else signer_set_to_json(self.quorum)}
 
     def save(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -48,7 +62,8 @@ class Deployment:
             doc = json.loads(p.read_text())
             return Deployment(rpc_url=str(doc["rpc_url"]), chain_id=int(doc["chain_id"]), address=str(doc["address"]),
                               deploy_block=int(doc["deploy_block"]), task=str(doc["task"]),
-                              genesis=Genesis.from_json(doc["genesis"]))
+                              genesis=Genesis.from_json(doc["genesis"]),
+                              quorum=None if doc.get("quorum") is None else signer_set_from_json(doc["quorum"]))
         except (ValueError, KeyError, TypeError, GenesisError) as e:
             raise DeploymentError(f"{p} is not a deployment file: {type(e).__name__}: {e}") from e
 
@@ -71,18 +86,27 @@ def load_abi() -> list[dict[str, Any]]:
     return list(load_artifact()["abi"])
 
 
-def deploy_chain(rpc_url: str, private_key: str, task_name: str, genesis: Genesis) -> Deployment:
+def deploy_chain(rpc_url: str, private_key: str, task_name: str, genesis: Genesis,
+                 quorum: SignerSet | None = None) -> Deployment:
     """Deploy PoLChain with `genesis` and return the record of it. Evaluates nothing: the genesis
-    (its correct count included) is computed by the caller."""
+    (its correct count included) is computed by the caller.
+
+    With one attester (`genesis.attester`), or, given `quorum`, in quorum mode: then blocks need t
+    signatures of the set, the genesis attester must be NO_ATTESTER, and the owner may change the set
+    until it calls end_bootstrap()."""
     from eth_account import Account
     from web3 import Web3
+
+    # The contract refuses the mix too; saying it here names the fix.
+    if quorum is not None and genesis.attester != NO_ATTESTER:
+        raise ChainError("a quorum deployment has no single attester: build its genesis with attester=NO_ATTESTER")
 
     art = load_artifact()
     w3 = Web3(Web3.HTTPProvider(rpc_url))
     acct = Account.from_key(private_key)
     factory = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"]["object"])
     with errors_translated(rpc_url):
-        tx = factory.constructor(genesis.as_abi_tuple()).build_transaction({
+        tx = factory.constructor(genesis.as_abi_tuple(), signer_set_abi_tuple(quorum)).build_transaction({
             "from": acct.address,
             "nonce": w3.eth.get_transaction_count(acct.address, "pending"),
             "chainId": w3.eth.chain_id,
@@ -92,4 +116,5 @@ def deploy_chain(rpc_url: str, private_key: str, task_name: str, genesis: Genesi
     address = rcpt["contractAddress"]
     if address is None:
         raise ChainError(f"deployment transaction 0x{bytes(tx_hash).hex()} created no contract")
-    return Deployment(rpc_url, int(w3.eth.chain_id), str(address), int(rcpt["blockNumber"]), task_name, genesis)
+    return Deployment(rpc_url, int(w3.eth.chain_id), str(address), int(rcpt["blockNumber"]), task_name, genesis,
+                      quorum)

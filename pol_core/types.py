@@ -44,6 +44,9 @@ class Reason(StrEnum):
     TIP_REGRESSED = "TIP_REGRESSED"
     REDRAW_TOO_EARLY = "REDRAW_TOO_EARLY"
     REDRAW_NOT_ALLOWED = "REDRAW_NOT_ALLOWED"
+    INVALID_SIGNATURE = "INVALID_SIGNATURE"  # quorum attestation: not a compact low-s signature by the signer
+    INVALID_SIGNER_SET = "INVALID_SIGNER_SET"
+    QUORUM_NOT_MET = "QUORUM_NOT_MET"  # fewer than t members of the set signed
 
 
 class ConsensusError(Exception):

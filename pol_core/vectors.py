@@ -12,8 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from eth_account import Account
 from torch import nn
 
+from .attestation import (
+    SECP256K1_ORDER,
+    Domain,
+    compute_block_digest,
+    compute_domain_separator,
+    compute_quorum_signatures,
+    compute_signature,
+    compute_signer_set_commitment,
+    compute_signer_set_update_digest,
+    make_signer_set,
+)
 from .difficulty import DifficultyParams, compute_next_difficulty
 from .header import Header, compute_header_encoding, compute_header_hash
 from .keccak import keccak256
@@ -130,6 +142,67 @@ def build_difficulty_vectors() -> list[dict[str, Any]]:
     return out
 
 
+QUORUM_KEYS = 5
+# (chain id, contract): anvil's first deployment, the same contract on another chain, another contract.
+QUORUM_DOMAINS = [(31337, "5fbdb2315678afecb367f032d93f642f64180aa3"), (1, "5fbdb2315678afecb367f032d93f642f64180aa3"),
+                  (31337, "e7f1725e7734ce288f8367e1bb143e90bb3f0512")]
+
+
+def quorum_key(i: int) -> bytes:
+    key = keccak256(b"pol-quorum-vector-key" + i.to_bytes(4, "big"))
+    # A keccak word is a valid secp256k1 key unless it is 0 or >= n (odds about 2^-128); never silently.
+    if not 0 < int.from_bytes(key, "big") < SECP256K1_ORDER:
+        raise ValueError(f"vector key {i} is not a secp256k1 private key")
+    return key
+
+
+def _hex(b: bytes) -> str:
+    return "0x" + bytes(b).hex()
+
+
+def build_quorum_vectors() -> dict[str, Any]:
+    """EIP-712 domains and digests, compact signatures from fixed keys, set commitments, packed quorums."""
+    keys = [quorum_key(i) for i in range(QUORUM_KEYS)]
+    addresses = [Address(bytes.fromhex(Account.from_key(k).address[2:])) for k in keys]
+    domains = [Domain(c, Address(bytes.fromhex(a))) for c, a in QUORUM_DOMAINS]
+    blocks = []
+    for i in range(4):
+        d = domains[i % len(domains)]
+        block_hash = seed_for(900 + i)
+        digest = compute_block_digest(d, block_hash)
+        blocks.append({"domain": i % len(domains), "blockHash": _hex(block_hash), "digest": _hex(digest),
+                       "signatures": [_hex(compute_signature(k, digest)) for k in keys]})
+    sets = [make_signer_set(addresses[:3], 2), make_signer_set(addresses, 3), make_signer_set(addresses[1:2], 1),
+            make_signer_set(addresses, 5)]
+    updates = []
+    for i, (s, nonce) in enumerate(zip(sets, [0, 1, 7, 2**64 - 1])):
+        d = domains[i % len(domains)]
+        digest = compute_signer_set_update_digest(d, s, nonce)
+        updates.append({"domain": i % len(domains), "signers": [_hex(a) for a in s.signers], "threshold": s.threshold,
+                        "nonce": nonce, "digest": _hex(digest), "signatures": [_hex(compute_signature(k, digest)) for k in keys]})
+    commitments = [{"signers": [_hex(a) for a in s.signers], "threshold": s.threshold,
+                    "commitment": _hex(compute_signer_set_commitment(s))} for s in sets]
+    # Packed quorums for block 0: which members sign, by position in the set.
+    packed = []
+    block0 = compute_block_digest(domains[0], seed_for(900))
+    key_of: dict[bytes, bytes] = dict(zip(addresses, keys))
+    for s, positions in [(sets[0], [0, 1]), (sets[0], [0, 2]), (sets[1], [1, 3, 4]), (sets[1], [0, 1, 2, 3, 4]),
+                         (sets[2], [0])]:
+        sigs: dict[bytes, bytes] = {s.signers[p]: compute_signature(key_of[s.signers[p]], block0) for p in positions}
+        packed.append({"signers": [_hex(a) for a in s.signers], "threshold": s.threshold, "signedBy": positions,
+                       "packed": _hex(compute_quorum_signatures(s, sigs))})
+    return {
+        "keys": [_hex(k) for k in keys], "addresses": [_hex(a) for a in addresses],
+        "domainCount": len(domains),
+        "domains": [{"chainId": d.chain_id, "verifyingContract": _hex(d.verifying_contract),
+                     "separator": _hex(compute_domain_separator(d))} for d in domains],
+        "blockCount": len(blocks), "blocks": blocks,
+        "updateCount": len(updates), "updates": updates,
+        "commitmentCount": len(commitments), "commitments": commitments,
+        "packedCount": len(packed), "packed": packed,
+    }
+
+
 def build_weights_vectors() -> list[dict[str, Any]]:
     """Tiny models with fixed values, so the hash depends only on the serialization rule."""
     lin = nn.Linear(3, 2)
@@ -159,6 +232,7 @@ def build_all() -> dict[str, Any]:
         "links.json": {"count": 4, "cases": build_link_vectors()},
         "difficulty.json": {"count": len(DIFFICULTY_CASES), "cases": build_difficulty_vectors()},
         "weights.json": {"count": 3, "cases": build_weights_vectors()},
+        "quorum.json": build_quorum_vectors(),
     }
 
 

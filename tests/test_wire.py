@@ -13,11 +13,19 @@ import pytest
 import torch
 
 from pol.client import Rejected
-from pol.genesis import Genesis, GenesisError, to_camel
+from pol.genesis import (
+    Genesis,
+    GenesisError,
+    signer_set_abi_tuple,
+    signer_set_from_json,
+    signer_set_to_json,
+    to_camel,
+)
 from pol.reasons import Refused, ServiceReason, parse_reason
 from pol.status import STATUS, status_for
 from pol.wire import MalformedWeights, decode_state, encode_state, iter_chunks
 from pol_chain.deploy import load_abi
+from pol_core.attestation import InvalidSignerSet, SignerSet, make_signer_set
 from pol_core.rulesets import RuleSet
 from pol_core.types import Reason
 
@@ -35,7 +43,7 @@ def genesis_example(**over) -> Genesis:
 def test_genesis_follows_the_contract_constructor_field_by_field():
     """The ABI tuple's order comes from the dataclass; this pins the dataclass to the compiled struct."""
     ctor = next(item for item in load_abi() if item["type"] == "constructor")
-    (arg,) = ctor["inputs"]
+    arg, _ = ctor["inputs"]
     assert arg["internalType"] == "struct PoLChain.Genesis"
     components = arg["components"]
     assert [to_camel(f.name) for f in fields(Genesis)] == [c["name"] for c in components]
@@ -48,6 +56,27 @@ def test_genesis_follows_the_contract_constructor_field_by_field():
         assert got is want, (f.name, c["type"], got)
     values = genesis_example().as_abi_tuple()
     assert [type(v) for v in values] == [SOLIDITY_TO_PYTHON.get(c["type"], int) for c in components]
+
+
+def test_signer_set_follows_the_constructor_second_input():
+    """The quorum constructor's second input is the genesis signer set: pol_core.attestation.SignerSet, field by
+    field; no set (single-attester mode) is the empty list with t = 0."""
+    ctor = next(item for item in load_abi() if item["type"] == "constructor")
+    _, arg = ctor["inputs"]
+    assert arg["internalType"] == "struct SignerQuorum.SignerSet"
+    assert [(f.name, c["type"]) for f, c in zip(fields(SignerSet), arg["components"], strict=True)] == [
+        ("signers", "address[]"), ("threshold", "uint8")]
+    s = make_signer_set(["0x" + "cc" * 20, "0x" + "aa" * 20, "0x" + "bb" * 20], 2)
+    assert signer_set_abi_tuple(s) == (["0xaAaAaAaaAaAaAaaAaAAAAAAAAaaaAaAaAaaAaaAa", "0xbBbBBBBbbBBBbbbBbbBbbbbBBbBbbbbBbBbbBBbB",
+                                        "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC"], 2)  # ascending, checksummed
+    assert signer_set_abi_tuple(None) == ([], 0)
+    with pytest.raises(InvalidSignerSet):  # unsorted: the contract's commitment would not match
+        signer_set_abi_tuple(SignerSet(tuple(reversed(s.signers)), 2))
+    assert signer_set_from_json(signer_set_to_json(s)) == s
+    with pytest.raises(GenesisError, match="threshold"):
+        signer_set_from_json({**signer_set_to_json(s), "threshold": 4})
+    with pytest.raises(GenesisError, match="fields"):
+        signer_set_from_json({"signers": signer_set_to_json(s)["signers"]})
 
 
 def test_genesis_json_round_trip_and_refusals():

@@ -1,16 +1,20 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {SignerQuorum} from "./SignerQuorum.sol";
+
 /// @title PoLChain
 /// @notice Records a Proof-of-Learning chain whose blocks are verified off chain (Directed Guiding
 /// Gradients) and attested here, under one of two rule sets fixed at deployment: `Paper` (the paper's
 /// Algorithm 2 plus a sabotage guard) or `ChainBound` (W replayed from the parent's W' and a committed
 /// training segment, a monotone tip, R seeded by a link that mixes in randomness fixed at inclusion, and a
 /// timed redraw of R). The contract builds each header from its own state and the attester's fields,
-/// hashes it, and derives the next block's seed from it.
+/// hashes it, and derives the next block's seed from it. Blocks are attested either by one attester account
+/// (`submitBlock`) or by a t-of-n quorum of EIP-712 signatures that any account may relay
+/// (`submitBlockSigned`, see SignerQuorum); the mode is fixed at genesis.
 /// @dev The header layout, its hash, links, seeds, the requirement derivation and the difficulty rule are
 /// specified in docs/PROTOCOL.md and pinned by tests/vectors/*.json, which both forge and pytest check.
-contract PoLChain {
+contract PoLChain is SignerQuorum {
     // ───────────────────────────────────────────── types ─────────────────────────────────────────────
 
     /// @notice The rule set, fixed at deployment (the task spec hash pins the same choice off chain).
@@ -59,7 +63,7 @@ contract PoLChain {
 
     /// @notice The header's height is not tip height + 1 (so it does not extend the tip).
     error WrongHeight(uint64 expected, uint64 got);
-    /// @notice The caller may not attest blocks.
+    /// @notice The caller may not attest blocks (single-attester mode).
     error NotAttester(address who);
     /// @notice The caller is not the owner.
     error NotOwner(address who);
@@ -85,7 +89,7 @@ contract PoLChain {
     error InvalidGenesis(string reason);
     /// @notice The zero address was given where an account is needed.
     error ZeroAddress();
-    /// @notice The calldata is not the canonical ABI encoding of submitBlock's arguments.
+    /// @notice The calldata is not the canonical ABI encoding of the submission's arguments.
     error NonCanonicalEncoding(uint256 calldataLength);
     /// @notice A correct count does not fit the 24 bits the tip stores.
     error CountTooLarge(uint256 count);
@@ -110,10 +114,10 @@ contract PoLChain {
     bytes32 public latestModelHash;
 
     /// @dev Everything a submission reads besides the two hashes, in one slot (one cold access):
-    /// [authority 160 | height 32 | tip correct 24 | next k 8 | tip time 32]. A t-of-n quorum replaces
-    /// the attester address with a commitment to its signer set, in the same 160 bits.
+    /// [authority 160 | height 32 | tip correct 24 | next k 8 | tip time 32]. In quorum mode the authority
+    /// is the 160-bit commitment to the signer set (`computeSignerSetCommitment`), not an account.
     struct Tip {
-        address attester; // the one account that may send submitBlock
+        address attester; // single attester: the one account that may send submitBlock; quorum: the commitment
         uint32 height;
         uint24 correct; // correctAfter of the tip
         uint8 difficulty; // k of the next block, from the difficulty rule at the tip
@@ -122,7 +126,8 @@ contract PoLChain {
 
     Tip internal _tip;
 
-    /// @notice The account that manages the attester.
+    /// @notice The account that manages the attester (single-attester mode) or, until it ends the bootstrap
+    /// phase, the signer set (quorum mode).
     address public owner;
 
     /// @notice The task every block is about (model, data, S, lr, margins, rule set, segment bounds).
@@ -151,10 +156,17 @@ contract PoLChain {
     uint32 public immutable REDRAW_AFTER;
     /// @notice t0: the timestamp of the deployment, the difficulty rule's time anchor.
     uint32 public immutable GENESIS_TIME;
+    /// @dev Calldata bytes of a canonical submitBlock: selector, nine head words, P's length and S words.
+    uint256 private immutable SUBMIT_CALLDATA_SIZE;
+    /// @dev Where submitBlockSigned's signatures start in canonical calldata: after the selector, ten head
+    /// words, P's length, S words and the signatures' length.
+    uint256 private immutable SIGNED_SIGNATURES_OFFSET;
 
     /// @dev Calldata of submitBlock: selector, nine head words (height, W, W', segment root, offset of
     /// `indices` = 0x120, correctBefore, correctAfter, redraw, miner), then the array's length (at 0x124)
-    /// and S words (from 0x144). The image copies all of it after its first four words.
+    /// and S words (from 0x144). submitBlockSigned has a tenth head word (the offset of `signatures`), so
+    /// its array starts one word later, and the signatures follow it. The image copies the nine head words
+    /// and the array after its first four words.
     uint256 private constant HEAD_WORDS = 9;
     /// @dev abi.encode(Header) has twelve head words; `indices` sits after them.
     uint256 private constant HEADER_HEAD_WORDS = 12;
@@ -162,8 +174,16 @@ contract PoLChain {
     // ────────────────────────────────────────── constructor ──────────────────────────────────────────
 
     /// @param g The genesis parameters; the genesis block (height 0) is recorded at once.
-    constructor(Genesis memory g) {
-        if (g.attester == address(0) || g.owner == address(0)) revert ZeroAddress();
+    /// @param quorum No signers: single-attester mode, `g.attester` attests. Otherwise quorum mode: these
+    /// signers and threshold attest, and `g.attester` must be zero.
+    constructor(Genesis memory g, SignerSet memory quorum) SignerQuorum(quorum.signers.length != 0) {
+        if (g.owner == address(0)) revert ZeroAddress();
+        if (quorum.signers.length == 0) {
+            if (g.attester == address(0)) revert ZeroAddress();
+            if (quorum.threshold != 0) revert InvalidGenesis("threshold without signers");
+        } else if (g.attester != address(0)) {
+            revert InvalidGenesis("attester set in quorum mode");
+        }
         if (g.batchSize == 0) revert InvalidGenesis("batchSize is zero");
         if (g.targetBlockTime == 0 || g.halfLife == 0) revert InvalidGenesis("targetBlockTime or halfLife is zero");
         // With no delay every redraw index would be open at once: a free choice among many R.
@@ -188,6 +208,8 @@ contract PoLChain {
         HALF_LIFE = g.halfLife;
         REDRAW_AFTER = g.redrawAfter;
         GENESIS_TIME = uint32(block.timestamp);
+        SUBMIT_CALLDATA_SIZE = 4 + (HEAD_WORDS + 1 + uint256(g.batchSize)) * 32;
+        SIGNED_SIGNATURES_OFFSET = 4 + (HEAD_WORDS + 3 + uint256(g.batchSize)) * 32;
 
         Header memory genesis = Header({
             parent: bytes32(0),
@@ -217,15 +239,16 @@ contract PoLChain {
         });
         owner = g.owner;
         emit OwnershipTransferred(address(0), g.owner);
-        emit AttesterChanged(address(0), g.attester);
+        if (QUORUM) _commitSignerSet(quorum.signers, quorum.threshold, true);
+        else emit AttesterChanged(address(0), g.attester);
         emit BlockAttested(genesisHash, randao, genesis);
     }
 
     // ───────────────────────────────────────────── logic ─────────────────────────────────────────────
 
-    /// @notice Record a verified block on top of the tip. Only the attester may call it. The contract
-    /// supplies `parent` (the tip's link), `taskSpecHash` and `difficulty` itself; the block hash is
-    /// keccak256(abi.encode(header)) of the full header, exactly as off chain.
+    /// @notice Record a verified block on top of the tip. Only the attester may call it (single-attester
+    /// mode). The contract supplies `parent` (the tip's link), `taskSpecHash` and `difficulty` itself; the
+    /// block hash is keccak256(abi.encode(header)) of the full header, exactly as off chain.
     /// @param height Tip height + 1: binds the block to the one tip it was verified against.
     /// @param weightsHash W.
     /// @param newWeightsHash W'.
@@ -247,67 +270,182 @@ contract PoLChain {
         uint32 redraw,
         address miner
     ) external returns (bytes32 blockHash) {
-        Tip memory t = _tip;
-        if (msg.sender != t.attester) revert NotAttester(msg.sender);
+        if (QUORUM) revert QuorumMode();
+        uint256 tipWord = _tipWord();
+        if (msg.sender != address(uint160(tipWord))) revert NotAttester(msg.sender);
+        _checkIndices(indices, 0x144, SUBMIT_CALLDATA_SIZE);
+        return _accept(tipWord, indices);
+    }
+
+    /// @notice Record a verified block on top of the tip on the authority of at least t distinct members of
+    /// the signer set (quorum mode). Any account may relay it: the signatures carry the authority. Every
+    /// rule of `submitBlock` applies, and the same event is emitted.
+    /// @dev Each member signs the EIP-712 message Block(bytes32 blockHash) under this contract's domain
+    /// (name "PoLChain", version "1", chain id, this address), where blockHash is the hash of the full header
+    /// the contract builds: so a signature also binds the parent link, the task and k.
+    /// @param height Tip height + 1.
+    /// @param weightsHash W.
+    /// @param newWeightsHash W'.
+    /// @param segmentRoot ChainBound: the segment's root; Paper: zero.
+    /// @param indices P: exactly S indices (ChainBound: strictly ascending).
+    /// @param correctBefore accuracy(W, E) as a count.
+    /// @param correctAfter accuracy(W', E) as a count.
+    /// @param redraw j: 0, or (ChainBound) a redraw index that has opened.
+    /// @param miner The account credited with the block.
+    /// @param signatures threshold (1 byte) || bitmap (4 bytes big-endian; bit i set = member i signed) ||
+    /// for each member in the set's ascending order: its EIP-2098 signature r || yParity<<255 | s (64 bytes,
+    /// low s) if it signed, else its address (20 bytes).
+    /// @return blockHash The new block's hash.
+    function submitBlockSigned(
+        uint64 height,
+        bytes32 weightsHash,
+        bytes32 newWeightsHash,
+        bytes32 segmentRoot,
+        uint32[] calldata indices,
+        uint32 correctBefore,
+        uint32 correctAfter,
+        uint32 redraw,
+        address miner,
+        bytes calldata signatures
+    ) external returns (bytes32 blockHash) {
+        if (!QUORUM) revert SingleAttesterMode();
+        uint256 tipWord = _tipWord();
+        uint256 start = SIGNED_SIGNATURES_OFFSET;
+        uint256 size;
+        assembly ("memory-safe") {
+            // Canonical: the signatures right after P, then only the padding to a whole word. A signatures
+            // argument elsewhere gets an impossible size, so `_accept` refuses it after the batch size check.
+            size := mul(eq(signatures.offset, start), add(start, and(add(signatures.length, 31), not(31))))
+        }
+        _checkIndices(indices, 0x164, size);
+        blockHash = _accept(tipWord, indices);
+        _verifyQuorum(_blockDigest(blockHash), signatures, uint160(tipWord));
+    }
+
+    /// @notice Evidence that a member signed two different headers at one height with one redraw index:
+    /// the member leaves the set (unless that would leave fewer members than the threshold: then the
+    /// evidence is only logged). Anyone may submit it.
+    /// @param a A header.
+    /// @param signatureA The member's 64-byte compact signature of Block(hash of `a`).
+    /// @param b Another header at the same height and redraw index.
+    /// @param signatureB The member's 64-byte compact signature of Block(hash of `b`).
+    function reportEquivocation(
+        Header calldata a,
+        bytes calldata signatureA,
+        Header calldata b,
+        bytes calldata signatureB
+    ) external {
+        if (!QUORUM) revert SingleAttesterMode();
+        // A member signs at most one header per (height, redraw index): two at one height with different
+        // redraw indices are a timed redraw after a round that did not reach the threshold.
+        if (a.height != b.height || a.redraw != b.redraw) revert NotConflicting(a.height, a.redraw, b.height, b.redraw);
+        bytes32 hashA = keccak256(abi.encode(a));
+        bytes32 hashB = keccak256(abi.encode(b));
+        address signer = _equivocator(hashA, hashB, signatureA, signatureB);
+        _processEquivocation(signer, a.height, a.redraw, hashA, hashB);
+    }
+
+    /// @dev The rules every block obeys, whoever attests it; then records it and moves the tip. `tip` is the
+    /// packed tip slot (`tipWord`). Both submissions share their first nine head words (height ... miner), so they are
+    /// read from the calldata here, where the ABI decoder has already checked them.
+    function _accept(uint256 tipWord, uint32[] calldata indices) internal returns (bytes32 blockHash) {
         bool chainBound = RULES == Rules.ChainBound;
-        {
-            // The header image is built from the calldata words themselves, so they must be the canonical
-            // encoding. The ABI decoder has already refused dirty high bits in the static arguments;
-            // left to check: the array right after the head, S clean index words, no trailing bytes.
-            uint256 dirty;
-            uint256 descents; // any index not above its predecessor
-            assembly ("memory-safe") {
-                dirty := xor(indices.offset, 0x144)
-                let prev := calldataload(0x144)
+        uint256 height;
+        bytes32 segmentRoot;
+        uint256 correctBefore;
+        uint256 correctAfter;
+        uint256 redraw;
+        assembly ("memory-safe") {
+            height := calldataload(0x04)
+            segmentRoot := calldataload(0x64)
+            correctBefore := calldataload(0xa4)
+            correctAfter := calldataload(0xc4)
+            redraw := calldataload(0xe4)
+        }
+        // [authority 160 | height 32 | tip correct 24 | next k 8 | tip time 32], as `Tip` declares it.
+        uint256 parentCorrect = uint24(tipWord >> 192);
+        // The height binds the block to the tip it was verified against: a stale or repeated header
+        // names a height that is no longer tip + 1, and heights only grow.
+        if (height != uint32(tipWord >> 160) + 1) revert WrongHeight(uint64(uint32(tipWord >> 160)) + 1, uint64(height));
+        // Algorithm 2: the verified step must improve accuracy.
+        if (correctAfter <= correctBefore) revert AccuracyNotImproved(uint32(correctBefore), uint32(correctAfter));
+        if (correctAfter > type(uint24).max) revert CountTooLarge(correctAfter);
+        if (chainBound) {
+            // Monotone tip: no block leaves the chain's model worse than its parent's.
+            if (correctAfter < parentCorrect) revert TipRegressed(uint32(parentCorrect), uint32(correctAfter));
+            // A redraw is a liveness escape, so each index opens only after its timeout (< 2^64: no overflow).
+            if (redraw != 0) {
+                uint256 opensAt;
+                unchecked {
+                    opensAt = (tipWord >> 224) + redraw * REDRAW_AFTER;
+                }
+                if (block.timestamp < opensAt) revert RedrawTooEarly(uint32(redraw), opensAt, block.timestamp);
+            }
+        } else {
+            if (segmentRoot != bytes32(0)) revert SegmentNotAllowed(segmentRoot);
+            if (redraw != 0) revert RedrawNotAllowed(uint32(redraw));
+            // W is free under these rules; it may be at most the tolerance worse than the tip.
+            if (correctBefore + SABOTAGE_TOLERANCE < parentCorrect) {
+                revert SabotageGuard(uint32(parentCorrect), uint32(correctBefore), SABOTAGE_TOLERANCE);
+            }
+        }
+
+        blockHash = _record(uint8(tipWord >> 216), chainBound, indices);
+        bytes32 newWeightsHash;
+        assembly ("memory-safe") {
+            newWeightsHash := calldataload(0x44)
+        }
+        latestModelHash = newWeightsHash;
+        uint256 k = _difficulty(height, block.timestamp);
+        assembly ("memory-safe") {
+            // The new tip: same authority, this block's height, count and time, and the next k.
+            let packed := or(and(tipWord, 0xffffffffffffffffffffffffffffffffffffffff), shl(160, and(height, 0xffffffff)))
+            packed := or(packed, or(shl(192, correctAfter), or(shl(216, k), shl(224, timestamp()))))
+            sstore(_tip.slot, packed)
+        }
+    }
+
+    /// @dev P's calldata: clean 32-bit words starting at `offset` (where the canonical encoding puts them),
+    /// exactly S of them, `size` bytes of calldata in all, and (ChainBound) strictly ascending.
+    function _checkIndices(uint32[] calldata indices, uint256 offset, uint256 size) internal view {
+        uint256 dirty;
+        uint256 descents; // any index not above its predecessor
+        assembly ("memory-safe") {
+            let p := indices.offset
+            dirty := xor(p, offset)
+            if indices.length {
+                let end := add(p, shl(5, indices.length))
+                let prev := calldataload(p)
                 dirty := or(dirty, shr(32, prev))
-                for { let p := 0x164 } lt(p, calldatasize()) { p := add(p, 0x20) } {
+                for { p := add(p, 0x20) } lt(p, end) { p := add(p, 0x20) } {
                     let v := calldataload(p)
                     dirty := or(dirty, shr(32, v))
                     descents := or(descents, iszero(gt(v, prev)))
                     prev := v
                 }
             }
-            if (dirty != 0) revert NonCanonicalEncoding(msg.data.length);
-            if (indices.length != BATCH_SIZE) revert WrongBatchSize(BATCH_SIZE, indices.length);
-            if (msg.data.length != 4 + (HEAD_WORDS + 1 + BATCH_SIZE) * 32) revert NonCanonicalEncoding(msg.data.length);
-            // ChainBound: canonical order, so that a permutation of P is not a second block.
-            if (chainBound && descents != 0) revert IndicesNotAscending(_firstDescent(indices));
         }
-        // The height binds the block to the tip it was verified against: a stale or repeated header
-        // names a height that is no longer tip + 1, and heights only grow.
-        if (height != uint256(t.height) + 1) revert WrongHeight(uint64(t.height) + 1, height);
-        // Algorithm 2: the verified step must improve accuracy.
-        if (correctAfter <= correctBefore) revert AccuracyNotImproved(correctBefore, correctAfter);
-        if (correctAfter > type(uint24).max) revert CountTooLarge(correctAfter);
-        if (chainBound) {
-            // Monotone tip: no block leaves the chain's model worse than its parent's.
-            if (correctAfter < t.correct) revert TipRegressed(t.correct, correctAfter);
-            // A redraw is a liveness escape, so each index opens only after its timeout.
-            if (redraw != 0 && block.timestamp < uint256(t.time) + uint256(redraw) * REDRAW_AFTER) {
-                revert RedrawTooEarly(redraw, uint256(t.time) + uint256(redraw) * REDRAW_AFTER, block.timestamp);
-            }
-        } else {
-            if (segmentRoot != bytes32(0)) revert SegmentNotAllowed(segmentRoot);
-            if (redraw != 0) revert RedrawNotAllowed(redraw);
-            // W is free under these rules; it may be at most the tolerance worse than the tip.
-            if (uint256(correctBefore) + SABOTAGE_TOLERANCE < t.correct) {
-                revert SabotageGuard(t.correct, correctBefore, SABOTAGE_TOLERANCE);
-            }
-        }
-
-        blockHash = _record(t.difficulty, chainBound);
-        latestModelHash = newWeightsHash;
-        t.height = uint32(height);
-        t.correct = uint24(correctAfter);
-        t.time = uint32(block.timestamp);
-        t.difficulty = _difficulty(height, block.timestamp);
-        _tip = t;
+        // The header image is built from the calldata words themselves. The ABI decoder has already
+        // refused dirty high bits in the static arguments; left to check: the array where the canonical
+        // encoding puts it, S clean index words, no trailing bytes.
+        if (dirty != 0) revert NonCanonicalEncoding(msg.data.length);
+        if (indices.length != BATCH_SIZE) revert WrongBatchSize(BATCH_SIZE, indices.length);
+        if (msg.data.length != size) revert NonCanonicalEncoding(msg.data.length);
+        // ChainBound: canonical order, so that a permutation of P is not a second block.
+        if (descents != 0 && RULES == Rules.ChainBound) revert IndicesNotAscending(_firstDescent(indices));
     }
 
-    /// @dev Builds abi.encode(header) in memory from the tip's link, the task, k and submitBlock's
-    /// calldata, hashes it, stores the new tip link, and emits BlockAttested from the same bytes.
+    function _tipWord() internal view returns (uint256 tip) {
+        assembly ("memory-safe") {
+            tip := sload(_tip.slot)
+        }
+    }
+
+    /// @dev Builds abi.encode(header) in memory from the tip's link, the task, k and the submission's
+    /// calldata (nine head words, then P with its length word), hashes it, stores the
+    /// new tip link, and emits BlockAttested from the same bytes.
     /// Image: [randao][0x20][parent link][task][k][height, W, W', root, offset, cb, ca, j, miner, S, P...].
-    function _record(uint256 k, bool chainBound) internal returns (bytes32 blockHash) {
+    function _record(uint256 k, bool chainBound, uint32[] calldata indices) internal returns (bytes32 blockHash) {
         bytes32 parent = tipLink;
         bytes32 task = TASK_SPEC_HASH;
         uint256 imageLength = (HEADER_HEAD_WORDS + 2 + BATCH_SIZE) * 32;
@@ -321,7 +459,8 @@ contract PoLChain {
             mstore(add(img, 0x20), parent)
             mstore(add(img, 0x40), task)
             mstore(add(img, 0x60), k)
-            calldatacopy(add(img, 0x80), 0x04, sub(calldatasize(), 0x04))
+            calldatacopy(add(img, 0x80), 0x04, 0x120)
+            calldatacopy(add(img, 0x1a0), sub(indices.offset, 0x20), sub(imageLength, 0x1a0))
             mstore(add(img, 0x100), 0x180) // the array's offset inside abi.encode(header)
             blockHash := keccak256(img, imageLength)
             link := blockHash
@@ -466,15 +605,15 @@ contract PoLChain {
         return _tip.time;
     }
 
-    /// @notice The account that may attest blocks.
+    /// @notice The account that may attest blocks (zero in quorum mode, where none may alone).
     function attester() external view returns (address) {
-        return _tip.attester;
+        return QUORUM ? address(0) : _tip.attester;
     }
 
-    /// @notice Whether `a` may attest blocks.
+    /// @notice Whether `a` may attest blocks alone (never in quorum mode).
     /// @param a Any account.
     function isAttester(address a) external view returns (bool) {
-        return a == _tip.attester;
+        return !QUORUM && a == _tip.attester;
     }
 
     /// @notice Tip link, height, W' hash, next k and tip time in one call.
@@ -489,10 +628,11 @@ contract PoLChain {
         return keccak256(abi.encode(h));
     }
 
-    /// @notice Rotate the attester to `a`. Owner only.
+    /// @notice Rotate the attester to `a`. Owner only, single-attester mode only.
     /// @param a The new attester.
     function setAttester(address a) external {
         _onlyOwner();
+        if (QUORUM) revert QuorumMode();
         if (a == address(0)) revert ZeroAddress();
         emit AttesterChanged(_tip.attester, a);
         _tip.attester = a;
@@ -543,8 +683,16 @@ contract PoLChain {
         }
     }
 
-    function _onlyOwner() internal view {
+    function _onlyOwner() internal view override {
         if (msg.sender != owner) revert NotOwner(msg.sender);
+    }
+
+    function _signerCommitment() internal view override returns (uint160) {
+        return uint160(_tip.attester);
+    }
+
+    function _setSignerCommitment(uint160 commitment) internal override {
+        _tip.attester = address(commitment);
     }
 
     function _checkDifficulty(uint256 k, uint256 numParams) internal pure {

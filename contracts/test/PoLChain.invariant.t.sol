@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {PoLChain} from "../src/PoLChain.sol";
+import {SignerQuorum} from "../src/SignerQuorum.sol";
 import {TestBase} from "./utils/TestBase.sol";
 
 /// @dev Drives a chain-bound chain with valid blocks, regressing blocks, early and timely redraws, stale and
@@ -191,7 +192,8 @@ contract PoLChainInvariantTest is TestBase {
                 redrawAfter: 60,
                 attester: address(0xA77E),
                 owner: address(0x0B0B)
-            })
+            }),
+            SignerQuorum.SignerSet(new address[](0), 0)
         );
         handler = new PoLChainHandler(chain, address(0xA77E));
     }

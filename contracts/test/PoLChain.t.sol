@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {PoLChain} from "../src/PoLChain.sol";
+import {SignerQuorum} from "../src/SignerQuorum.sol";
 import {TestBase} from "./utils/TestBase.sol";
 
 /// @dev Shared set-up: a chain with digits-cnn-sized genesis under `rules()`, and helpers that build the
@@ -36,10 +37,13 @@ abstract contract PoLChainFixture is TestBase {
 
     function rules() internal pure virtual returns (PoLChain.Rules);
 
+    /// @dev Single-attester mode: no signer set.
+    function noQuorum() internal pure returns (SignerQuorum.SignerSet memory none) {}
+
     function setUp() public virtual {
         vm.warp(T0);
         vm.prevrandao(DEPLOY_RANDAO);
-        chain = new PoLChain(genesis());
+        chain = new PoLChain(genesis(), noQuorum());
     }
 
     function genesis() internal pure returns (PoLChain.Genesis memory) {
@@ -157,7 +161,7 @@ abstract contract PoLChainCommonTest is PoLChainFixture {
 
     function testFuzz_GenesisLink(bytes32 randao) public {
         vm.prevrandao(randao);
-        PoLChain c = new PoLChain(genesis());
+        PoLChain c = new PoLChain(genesis(), noQuorum());
         assertEq(c.tipLink(), expectedLink(c.GENESIS_HASH(), randao), "link");
     }
 
@@ -184,7 +188,7 @@ abstract contract PoLChainCommonTest is PoLChainFixture {
         k = uint8(bound(k, 1, 32));
         PoLChain.Genesis memory gen = genesis();
         (gen.taskSpecHash, gen.weightsHash, gen.correct, gen.difficulty) = (task, w0, correct, k);
-        PoLChain c = new PoLChain(gen);
+        PoLChain c = new PoLChain(gen, noQuorum());
         PoLChain.Header memory g = PoLChain.Header({
             parent: bytes32(0),
             taskSpecHash: task,
@@ -208,7 +212,7 @@ abstract contract PoLChainCommonTest is PoLChainFixture {
         g.numParams = 10;
         g.maxDifficulty = 6; // 2k > |W|
         vm.expectRevert(abi.encodeWithSelector(PoLChain.InvalidDifficulty.selector, 6, 10));
-        new PoLChain(g);
+        new PoLChain(g, noQuorum());
     }
 
     function testFuzz_RevertWhen_GenesisDifficultyTooLarge(uint64 numParams, uint8 maxK) public {
@@ -217,7 +221,7 @@ abstract contract PoLChainCommonTest is PoLChainFixture {
         g.numParams = numParams;
         g.maxDifficulty = maxK;
         vm.expectRevert(abi.encodeWithSelector(PoLChain.InvalidDifficulty.selector, maxK, numParams));
-        new PoLChain(g);
+        new PoLChain(g, noQuorum());
     }
 
     function test_RevertWhen_GenesisHalfLifeZero() public {
@@ -226,7 +230,7 @@ abstract contract PoLChainCommonTest is PoLChainFixture {
         vm.expectRevert(
             abi.encodeWithSelector(PoLChain.InvalidGenesis.selector, "targetBlockTime or halfLife is zero")
         );
-        new PoLChain(g);
+        new PoLChain(g, noQuorum());
     }
 
     function testFuzz_RevertWhen_GenesisTimingZero(uint32 target, uint32 halfLife) public {
@@ -237,7 +241,7 @@ abstract contract PoLChainCommonTest is PoLChainFixture {
         vm.expectRevert(
             abi.encodeWithSelector(PoLChain.InvalidGenesis.selector, "targetBlockTime or halfLife is zero")
         );
-        new PoLChain(g);
+        new PoLChain(g, noQuorum());
     }
 
     // ─── extending the chain ───
@@ -635,14 +639,14 @@ contract PoLChainTest is PoLChainCommonTest {
         PoLChain.Genesis memory g = genesis();
         g.redrawAfter = 0;
         vm.expectRevert(abi.encodeWithSelector(PoLChain.InvalidGenesis.selector, "redrawAfter is zero"));
-        new PoLChain(g);
+        new PoLChain(g, noQuorum());
     }
 
     function testFuzz_GenesisRedrawAfterPositiveAccepted(uint32 redrawAfter) public {
         redrawAfter = uint32(bound(redrawAfter, 1, type(uint32).max));
         PoLChain.Genesis memory g = genesis();
         g.redrawAfter = redrawAfter;
-        assertEq(new PoLChain(g).REDRAW_AFTER(), redrawAfter, "stored");
+        assertEq(new PoLChain(g, noQuorum()).REDRAW_AFTER(), redrawAfter, "stored");
     }
 
     function test_LinkDependsOnPrevrandao() public {

@@ -22,6 +22,11 @@ interface Vm {
     function parseJsonAddress(string calldata, string calldata) external pure returns (address);
     function toString(uint256) external pure returns (string memory);
     function snapshotGasLastCall(string calldata) external returns (uint256);
+    function sign(uint256 privateKey, bytes32 digest) external pure returns (uint8 v, bytes32 r, bytes32 s);
+    function addr(uint256 privateKey) external pure returns (address);
+    function chainId(uint256) external;
+    function parseJsonAddressArray(string calldata, string calldata) external pure returns (address[] memory);
+    function parseJsonBytesArray(string calldata, string calldata) external pure returns (bytes[] memory);
 }
 
 /// @dev Assertions revert with a message, which fails the test in forge.
@@ -41,6 +46,10 @@ abstract contract TestBase {
 
     function assertEq(bytes memory a, bytes memory b, string memory what) internal pure {
         if (keccak256(a) != keccak256(b)) revert AssertionFailedBytes32(what, keccak256(a), keccak256(b));
+    }
+
+    function assertEq(address a, address b, string memory what) internal pure {
+        if (a != b) revert AssertionFailed(what, uint160(a), uint160(b));
     }
 
     function assertTrue(bool c, string memory what) internal pure {
