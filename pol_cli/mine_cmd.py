@@ -62,9 +62,10 @@ def register(sub) -> None:
     m.add_argument("--data-dir")
     m.add_argument("--test-limit", type=int)
     m.add_argument("--miner", required=True, help="the miner's 0x address, credited in the block header")
-    m.add_argument("--mode", choices=["fast", "faithful"], default="fast")
+    m.add_argument("--mode", choices=["fast", "faithful", "guided"], default="fast")
     m.add_argument("--device", default="cpu", help="cpu or cuda")
-    m.add_argument("--candidates", type=int, default=256, help="fast mode: candidate mini-batches per pass")
+    m.add_argument("--candidates", type=int, default=256,
+                   help="fast: candidate mini-batches per pass; guided: candidates exact-checked per round")
     m.add_argument("--reduced-precision", action="store_true", help="bf16 search on CUDA (winner re-run in fp32)")
     m.add_argument("--train-lr-scale", type=float, default=None,
                    help="fast mode: lr of the training step between rounds, in units of the task's lr "

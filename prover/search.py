@@ -21,6 +21,7 @@ from .faithful import (
     mine_faithful,
     read_required,
 )
+from .guided import GuidedConfig, GuidedSearcher
 
 
 class Searcher(Protocol):
@@ -96,4 +97,6 @@ def make_searcher(mode: str, task: Task, model: nn.Module, reqs: list[Requiremen
         return FaithfulSearcher(task, model, reqs, gen, device)
     if mode == "fast":
         return FastSearcher(task, model, reqs, gen, device, candidates, autocast_dtype, train_lr_scale)
-    raise ValueError(f"unknown mode {mode!r}: fast or faithful")
+    if mode == "guided":
+        return GuidedSearcher(task, model, reqs, gen, device, GuidedConfig(candidates=candidates))
+    raise ValueError(f"unknown mode {mode!r}: fast, faithful or guided")
