@@ -21,7 +21,7 @@ Guided mode (prover/guided.py) also reports where its time goes: set-up, search,
 Useful work: test accuracy gained after T seconds of mining (k = 64, never met, so every round
 searches and trains) against T seconds of plain training (batch S, task lr) on the same hardware,
 for fast mode and both guided set-ups; and for guided mining that finds blocks back to back at
---chain-k, each block's step applied, as on a chain.
+each of --chain-ks, each block's step applied, as on a chain.
 """
 from __future__ import annotations
 
@@ -149,7 +149,7 @@ def mined_gain(task, seconds: float, device, make, seed: int, chain_k: int | Non
     return compute_correct(model, x_test, y_test, eb) - base, blocks
 
 
-def useful_work(task, seconds: float, device, candidates: int, repeats: int, chain_k: int, guided_cfg) -> None:
+def useful_work(task, seconds: float, device, candidates: int, repeats: int, chain_ks: list[int], guided_cfg) -> None:
     makers = {
         "fast": lambda m, r, g: FastSearcher(task, m, r, g, device, candidates),
         "guided (fused)": lambda m, r, g: GuidedSearcher(task, m, r, g, device, guided_cfg),
@@ -160,9 +160,10 @@ def useful_work(task, seconds: float, device, candidates: int, repeats: int, cha
     for label, make in makers.items():
         runs = [mined_gain(task, seconds, device, make, seed) for seed in range(repeats)]
         rows.append((f"{label}, k = {K}", runs))
-    for label in ("guided (fused)", "guided (separate)"):
-        runs = [mined_gain(task, seconds, device, makers[label], seed, chain_k) for seed in range(repeats)]
-        rows.append((f"{label}, blocks at k = {chain_k}", runs))
+    for chain_k in chain_ks:
+        for label in ("guided (fused)", "guided (separate)"):
+            runs = [mined_gain(task, seconds, device, makers[label], seed, chain_k) for seed in range(repeats)]
+            rows.append((f"{label}, blocks at k = {chain_k}", runs))
     p = statistics.median(plain)
     print(f"\nuseful work after {seconds}s from genesis (median of {repeats}): plain training +{p} correct "
           f"(runs {plain}); goal: ratio >= 0.8")
@@ -367,7 +368,7 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=None)
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast for the fast search (CUDA)")
     ap.add_argument("--useful-seconds", type=float, default=15, help="0 skips useful work (digits-cnn only)")
-    ap.add_argument("--chain-k", type=int, default=16, help="useful work: k of the back-to-back blocks")
+    ap.add_argument("--chain-ks", default="16,24", help="useful work: k of the back-to-back blocks")
     ap.add_argument("--ks", default="", help="time to a block at these k, e.g. 4,8,12,16,20,24,28,32")
     ap.add_argument("--modes", default="faithful,fast,guided")
     ap.add_argument("--predictor-ks", default="", help="predictor quality at these k, e.g. 8,16,24")
@@ -404,7 +405,8 @@ def main() -> None:
             if ks:
                 bench_time_to_block(task, device, ks, modes, args.cap, seeds, c, guided_cfg, start, acc, args.warmup)
             if args.useful_seconds and name == "digits-cnn":
-                useful_work(task, args.useful_seconds, device, c, args.repeats, args.chain_k, guided_cfg)
+                chain_ks = [int(k) for k in args.chain_ks.split(",") if k]
+                useful_work(task, args.useful_seconds, device, c, args.repeats, chain_ks, guided_cfg)
 
 
 if __name__ == "__main__":
