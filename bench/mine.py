@@ -1,7 +1,7 @@
 """Mining: attempts per second, time to a valid block against k, and useful work, in one run.
 
     .venv/bin/python bench/mine.py [--device cpu|cuda] [--seconds 8] [--repeats 3] [--tasks digits-cnn,cifar10-resnet18]
-        [--ks 4,8,...,32] [--cap 60] [--seeds 3] [--modes faithful,fast,guided] [--useful-seconds 15]
+        [--ks 4,8,...,32] [--cap 60] [--seeds 3] [--modes faithful,fast,guided] [--useful-seconds 15] [--threads N]
 
 Throughput: three loops per task, each trying attempts from the same model on random mini-batches:
   reference  the authors' per-attempt work: one SGD step, the required weights read in a Python
@@ -15,7 +15,8 @@ Time to a valid block (--ks): for each k and each of --seeds requirement sets (t
 mode), each mode mines from the same start model (genesis plus --warmup plain steps) until it
 finds a proof that meets R with the margin and passes the robust accuracy check, or --cap seconds
 pass. A proof found is re-checked with pol_core (requirements and accuracy). Medians over seeds; a
-median that is a timeout is a bound ("> cap"), and a mode is not run at higher k after one.
+median that is a timeout is a bound ("> cap"), and a mode is not run at higher k after one, except
+at the k of --always-at (default 16, the k of issue 14's goal).
 Guided mode (prover/guided.py) also reports where its time goes: set-up, search, exact checks.
 
 Useful work: test accuracy gained after T seconds of mining (k = 64, never met, so every round
@@ -279,7 +280,8 @@ def compute_start_state(task, device, warmup: int) -> tuple[dict, int]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}, acc
 
 
-def bench_time_to_block(task, device, ks, modes, cap, seeds, candidates, guided_cfg, start, acc, warmup) -> None:
+def bench_time_to_block(task, device, ks, modes, cap, seeds, candidates, guided_cfg, start, acc, warmup,
+                        always: set[int]) -> None:
     print(f"\ntime to a valid block, {task.name} on {device} ({torch.get_num_threads()} threads), start: genesis + "
           f"{warmup} plain steps ({acc}/{task.test_x.shape[0]} correct); {len(seeds)} R per k, the same for every "
           f"mode; cap {cap:.0f} s; fast C = {candidates}, guided {guided_cfg}")
@@ -292,7 +294,7 @@ def bench_time_to_block(task, device, ks, modes, cap, seeds, candidates, guided_
         cells, med = [], {}
         reqs_list = [compute_requirements(keccak256(b"ttb" + bytes([k, s])), k, task.num_params) for s in seeds]
         for mode in modes:
-            if mode in stopped:
+            if mode in stopped and k not in always:
                 cells.append(f"not run (> {cap:.0f} s at k = {stopped[mode]})")
                 med[mode] = (math.inf, True)
                 continue
@@ -304,7 +306,7 @@ def bench_time_to_block(task, device, ks, modes, cap, seeds, candidates, guided_
             detail = ", ".join(f"{r[0]:.2f}{'' if r[1] else '!'}" for r in runs)
             cells.append(f"{text}, {found}/{len(runs)}, [{detail}]")
             if math.isinf(m):
-                stopped[mode] = k
+                stopped.setdefault(mode, k)
             if mode == "guided":
                 if not math.isinf(m):
                     best_k = k
@@ -373,11 +375,16 @@ def main() -> None:
     ap.add_argument("--modes", default="faithful,fast,guided")
     ap.add_argument("--predictor-ks", default="", help="predictor quality at these k, e.g. 8,16,24")
     ap.add_argument("--cap", type=float, default=60, help="seconds per (mode, k, R) before giving up")
+    ap.add_argument("--always-at", default="16", help="k at which every mode runs, even after timeouts below")
     ap.add_argument("--seeds", type=int, default=3, help="requirement sets per k")
     ap.add_argument("--warmup", type=int, default=50, help="plain steps from genesis to the start model")
     ap.add_argument("--guided-candidates", type=int, default=None, help="exact checks per guided round")
     ap.add_argument("--train-j", type=int, default=None, help="guided training batch 4^j * S (default: largest)")
+    ap.add_argument("--threads", type=int, help="torch CPU threads (on a shared, loaded machine 1 avoids "
+                    "OpenMP threads waiting for each other)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = torch.bfloat16 if args.bf16 else None
     ks = [int(k) for k in args.ks.split(",") if k]
@@ -403,7 +410,9 @@ def main() -> None:
             if pks:
                 bench_predictor(task, device, start, pks, seeds)
             if ks:
-                bench_time_to_block(task, device, ks, modes, args.cap, seeds, c, guided_cfg, start, acc, args.warmup)
+                always = {int(k) for k in args.always_at.split(",") if k}
+                bench_time_to_block(task, device, ks, modes, args.cap, seeds, c, guided_cfg, start, acc, args.warmup,
+                                    always)
             if args.useful_seconds and name == "digits-cnn":
                 chain_ks = [int(k) for k in args.chain_ks.split(",") if k]
                 useful_work(task, args.useful_seconds, device, c, args.repeats, chain_ks, guided_cfg)
