@@ -18,7 +18,8 @@ required way. One round:
   fallback  random candidates fill the exact pass when the predictor has too few (a dead or
             unreachable coordinate leaves it none)
   training  one pol_core step per round on B = 4^j * S training indices at lr * 2^j; the indices
-            of every step since the searcher started are in `self.segment`
+            of every step since the searcher started are in `self.segment`, so that a proof's W
+            is always the starting W advanced by exactly `self.segment`
 
 Two set-up variants:
   fused     the training step is the set-up: hooks on the target modules record each sample's
@@ -51,7 +52,7 @@ from .faithful import Found, compute_required_index_tensor, copy_state, read_req
 class GuidedConfig:
     candidates: int = 64  # exact-checked S-subsets per round, in one batched pass
     pool_size: int = 128  # samples kept by alignment; 0 disables the predictor (random only)
-    per_coordinate: int = 4  # each coordinate's best samples, added to the pool
+    per_coordinate: int = 4  # each coordinate's best samples, added to the pool (fewer when k > pool / 4)
     beam: int = 512  # partial subsets kept per level of the search
     setup: str = "fused"  # "fused" or "separate"
     train_j: int | None = None  # training batch 4^j * S; None: the largest that fits the train set
@@ -75,7 +76,9 @@ class SampleCapture:
     probe=False registers a tensor hook on each output, so the forward is untouched (the fused
     set-up's training step stays bit-identical to a plain one). probe=True adds a zero leaf to
     each output instead, so autograd.grad can stop there without computing any weight gradient.
-    Either way the gradient is the one at the module's own output, before any in-place op after it.
+    Either way the gradient is the one at the module's own output, before any in-place op after it
+    (ResNet's ReLU(inplace=True) and residual `+=`). Inputs are kept by reference: a module whose
+    input is later changed in place is not supported (none in the task architectures).
     """
 
     def __init__(self, modules: set[nn.Module], probe: bool):
@@ -167,7 +170,8 @@ def compute_pool(z: torch.Tensor, pool_size: int, per_coordinate: int) -> torch.
     helpful = (z > 0).any(dim=1)
     alignment = torch.where(helpful, alignment, torch.full_like(alignment, -math.inf))
     top = alignment.topk(min(pool_size, int(helpful.sum()))).indices
-    best = z.topk(min(per_coordinate, z.shape[0]), dim=0)  # (t, k) each coordinate's best samples
+    t = min(per_coordinate, max(1, pool_size // z.shape[1]), z.shape[0])  # at most 2 * pool_size in all
+    best = z.topk(t, dim=0)  # (t, k) each coordinate's best samples
     return torch.unique(torch.cat([top, best.indices[best.values > 0]]))
 
 
