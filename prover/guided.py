@@ -17,14 +17,18 @@ required way. One round:
             the full margin and the robust accuracy check
   fallback  random candidates fill the exact pass when the predictor has too few (a dead or
             unreachable coordinate leaves it none)
-  training  one pol_core step per round on B = 4^j * S training indices at lr * 2^j; the indices
-            of every step since the searcher started are in `self.segment`, so that a proof's W
-            is always the starting W advanced by exactly `self.segment`
+  training  one pol_core step (process_step) per round on B = 4^j * S training indices at
+            lr * 2^j; every step since the searcher started is in `self.segment`, so that a proof's
+            W is always the starting W advanced by exactly `self.segment`. Each step is a valid
+            chain-bound segment step (strictly ascending, B within the task's max_step_batch), and
+            under chain-bound rules the searcher stops adding steps at the task's max_segment_steps
+            (it then keeps searching from the W it has reached)
 
 Two set-up variants:
   fused     the training step is the set-up: hooks on the target modules record each sample's
             contribution to the B-batch gradient (BatchNorm coupling within B included), at the
-            W the step starts from; the search and check run from that W. No extra pass.
+            W the step starts from; the search and check run from that W. No extra pass. (With a
+            full segment the same pass runs and the step is undone.)
   separate  a pass at W over `setup_size` samples with BatchNorm statistics of the pass frozen
             (so each sample's gradient is its own), backpropagating only to the target modules;
             the training step follows when the check finds nothing.
@@ -34,17 +38,27 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pol_core.requirements import Requirement, compute_orientation
-from pol_core.step import RobustCount, compute_robust_count, is_robustly_improved, process_update
+from pol_core.requirements import compute_orientation
+from pol_core.rulesets import RuleSet
+from pol_core.segment import SegmentBounds, SegmentStep
+from pol_core.step import (
+    RobustCount,
+    compute_batch_exponent,
+    compute_robust_count,
+    compute_step_lr,
+    is_robustly_improved,
+    process_step,
+)
 from pol_core.tasks import Task
-from pol_core.types import SampleIndex
+from pol_core.types import Requirement, SampleIndex
 
-from .fast import BatchedSearch, Target, compute_target_grad, locate_targets
+from .fast import BatchedSearch, Capture, Target, compute_target_grad, locate_targets
 from .faithful import Found, compute_required_index_tensor, copy_state, read_required
 
 
@@ -55,7 +69,7 @@ class GuidedConfig:
     per_coordinate: int = 4  # each coordinate's best samples, added to the pool (fewer when k > pool / 4)
     beam: int = 512  # partial subsets kept per level of the search
     setup: str = "fused"  # "fused" or "separate"
-    train_j: int | None = None  # training batch 4^j * S; None: the largest that fits the train set
+    train_j: int | None = None  # training batch 4^j * S; None: the largest segment step the task allows
     setup_size: int | None = None  # separate set-up: samples per round (None: the whole train set)
     setup_chunk: int = 2048  # separate set-up: samples per pass; BatchNorm statistics are per pass
 
@@ -111,7 +125,7 @@ class FrozenBatchNorm:
 
     def __enter__(self):
         for bn in self.bns:
-            bn.forward = self._make_forward(bn)
+            bn.forward = self._make_forward(bn)  # type: ignore[method-assign]
         return self
 
     @staticmethod
@@ -146,17 +160,11 @@ def compute_sample_grads(targets: list[Target], cap: SampleCapture, scale: float
             xhat = (xc - xc.mean()) * torch.rsqrt(xc.var(unbiased=False) + m.eps)  # (N, H, W)
             cols.append((g[:, t.offset] * xhat).sum((1, 2)))
         else:
-            view = _GradView(cap.inputs, {m: g})
-            cols.append(compute_target_grad(t, view, None, n))  # one group per sample
+            view = Capture(set())  # no hooks: the captured input and the rescaled output gradient
+            view.inputs, view.grads = {m: cap.inputs[m]}, {m: g}
+            # Conv and linear targets read only the capture; BatchNorm ones are handled above.
+            cols.append(compute_target_grad(t, view, {}, cast(Any, None), n))  # one group per sample
     return torch.stack(cols, dim=1)  # (N, k)
-
-
-@dataclass
-class _GradView:
-    """The two maps compute_target_grad reads, with the gradients rescaled."""
-
-    inputs: dict
-    grads: dict
 
 
 def compute_pool(z: torch.Tensor, pool_size: int, per_coordinate: int) -> torch.Tensor:
@@ -223,16 +231,22 @@ class GuidedSearcher:
         if cfg.setup not in ("fused", "separate"):
             raise ValueError(f"unknown set-up {cfg.setup!r}: fused or separate")
         self.task, self.model, self.reqs, self.gen, self.device, self.cfg = task, model, reqs, gen, device, cfg
-        s, n = task.config.batch_size, task.train_size
-        j = cfg.train_j if cfg.train_j is not None else int(math.floor(math.log(n / s, 4)))
-        if j < 0 or s * 4**j > n:
-            raise ValueError(f"training batch 4^{j} * {s} does not fit {n} training samples")
-        self.train_batch, self.train_lr = s * 4**j, task.config.lr * 2**j
+        s, bounds = task.config.batch_size, SegmentBounds.for_task(task)
+        largest = min(bounds.train_size, bounds.max_step_batch)  # a step the verifier would replay
+        j = cfg.train_j if cfg.train_j is not None else int(math.floor(math.log(largest / s, 4)))
+        if j < 0 or s * 4**j > largest:
+            raise ValueError(f"training batch 4^{j} * {s} is not a segment step of {task.name}: at most "
+                             f"{bounds.max_step_batch} samples, of {bounds.train_size} training samples")
+        self.train_batch = s * 4**j
+        self.train_lr = compute_step_lr(task.config, self.train_batch)  # lr * 2^j, as process_step takes it
+        # Chain-bound blocks carry at most max_steps segment steps; paper blocks carry none.
+        self.max_steps = bounds.max_steps if task.config.rules == RuleSet.CHAIN_BOUND.value else None
+        self.test_x, self.test_y = task.test_x.to(device), task.test_y.to(device)
         self.targets = locate_targets(model, reqs)
         self.sign = compute_orientation(reqs).float()  # (k,)
         self.located = compute_required_index_tensor(model, reqs)
         self.exact = BatchedSearch(task, model, reqs, cfg.candidates)
-        self.segment: list[tuple[SampleIndex, ...]] = []  # indices of each training step, in order
+        self.segment: list[SegmentStep] = []  # each training step's indices (ascending), in order
         self.attempts = 0  # exact checks, batched or plain
         self.guided_attempts = 0  # of which chosen by the predictor
         self.rounds = 0
@@ -264,19 +278,33 @@ class GuidedSearcher:
                 cap.close()
         return torch.cat(out)  # (N, k)
 
-    def train_step(self, idx: torch.Tensor, capture: bool) -> torch.Tensor | None:
-        """One segment step: pol_core's update on B indices at lr * 2^j. With `capture`, also each
-        sample's contribution to the step's gradient at the targets, at the W it starts from."""
+    def segment_steps(self) -> list[tuple[int, SegmentStep]]:
+        """The segment since the searcher started, each step with its j (B = 4^j * S, lr * 2^j).
+        The proof's segment is `tuple(self.segment)`; its W is the start advanced by it."""
+        return [(compute_batch_exponent(self.task.config, len(step)), step) for step in self.segment]
+
+    def has_segment_room(self) -> bool:
+        return self.max_steps is None or len(self.segment) < self.max_steps
+
+    def train_step(self, idx: torch.Tensor, capture: bool, keep: bool = True) -> torch.Tensor:
+        """One segment step: pol_core's process_step on B ascending indices (lr * 2^j). With
+        `capture`, also each sample's contribution to the step's gradient at the targets, at the W it
+        starts from: (B, k), or (0, k) without capture. keep=False undoes the step (a full segment)
+        and records nothing."""
         x, y = self.task.batch(idx.tolist(), self.device)  # (B, ...), (B,)
+        undo = None if keep else copy_state(self.model)
         cap = SampleCapture(self._capture_modules(), probe=False) if capture else None
         try:
-            process_update(self.model, x, y, self.train_lr)
+            process_step(self.model, x, y, self.task.config)
         finally:
             if cap is not None:
                 cap.close()
-        self.segment.append(tuple(SampleIndex(int(i)) for i in idx))
+        if undo is not None:
+            self.model.load_state_dict(undo)
+        else:
+            self.segment.append(tuple(SampleIndex(int(i)) for i in idx))
         if cap is None:
-            return None
+            return torch.empty(0, len(self.targets))
         return compute_sample_grads(self.targets, cap, float(idx.numel()))  # (B, k)
 
     # ── choice ──
@@ -304,7 +332,7 @@ class GuidedSearcher:
         cfg = self.task.config
         self.model.load_state_dict(before)
         flat = [i for c in cands for i in c]
-        oriented = self.exact.oriented_deltas(*self.task.batch(flat, self.device), train=False)  # (C, k)
+        oriented = self.exact.oriented_deltas(*self.task.batch(flat, self.device))  # (C, k), W unchanged
         self.attempts += len(cands)
         # The batched pass sums in another order than the plain step: pass on a looser bound, then
         # re-run each survivor as the fp32 step the verifier runs.
@@ -316,7 +344,7 @@ class GuidedSearcher:
             if before_count is None:
                 before_count = self._robust_count()
             w0 = read_required(self.located)
-            process_update(self.model, *self.task.batch(cands[c], self.device), cfg.lr)
+            process_step(self.model, *self.task.batch(cands[c], self.device), cfg)  # the S-step the verifier runs
             actual = (read_required(self.located).double() - w0.double()) * self.sign.double()
             if bool((actual > cfg.delta_margin).all()):
                 after_count = self._robust_count()
@@ -327,8 +355,7 @@ class GuidedSearcher:
 
     def _robust_count(self) -> RobustCount:
         cfg = self.task.config
-        x, y = self.task.test_x.to(self.device), self.task.test_y.to(self.device)
-        return compute_robust_count(self.model, x, y, cfg.eval_batch, cfg.logit_margin)
+        return compute_robust_count(self.model, self.test_x, self.test_y, cfg.eval_batch, cfg.logit_margin)
 
     def _fill(self, cands: list[tuple[SampleIndex, ...]]) -> list[tuple[SampleIndex, ...]]:
         """Random S-subsets after the predicted ones, up to the batched pass's size."""
@@ -346,11 +373,13 @@ class GuidedSearcher:
     def round(self) -> Found | None:
         self.rounds += 1
         before = copy_state(self.model)
+        room = self.has_segment_room()
+        trained = None
         t0 = time.perf_counter()
         if self.cfg.setup == "fused":
             idx = self._draw(self.train_batch)
-            grads = self.train_step(idx, capture=True)  # the model has trained now
-            trained = copy_state(self.model)
+            grads = self.train_step(idx, capture=True, keep=room)  # with room, the model has trained now
+            trained = copy_state(self.model) if room else None
         else:
             idx = self._draw(self.cfg.setup_size or self.task.train_size)
             grads = self.setup_separate(idx)
@@ -366,13 +395,11 @@ class GuidedSearcher:
         self.times.search += t2 - t1
         self.times.check += t3 - t2
         if found is not None:
-            if self.cfg.setup == "fused":
+            if trained is not None:
                 self.segment.pop()  # the proof's W is the state before this round's step
             return found
-        if self.cfg.setup == "fused":
-            self.model.load_state_dict(trained)
-        else:
-            self.model.load_state_dict(before)
+        self.model.load_state_dict(trained if trained is not None else before)
+        if self.cfg.setup == "separate" and room:
             self.train_step(self._draw(self.train_batch), capture=False)
         self.times.train += time.perf_counter() - t3
         return None

@@ -11,7 +11,8 @@ from torch import nn
 
 from pol_core.header import compute_genesis_header, compute_header_hash
 from pol_core.requirements import compute_requirements
-from pol_core.step import compute_correct, process_update
+from pol_core.segment import SegmentBounds, process_segment_check, process_segment_replay
+from pol_core.step import compute_correct, process_step
 from pol_core.types import Requirement
 from pol_core.verify import Proof, compute_verdict
 from pol_core.weights import compute_weights_hash, get_flat_params
@@ -66,8 +67,8 @@ def trained_digits_state(digits, steps: int = 20):
     model = digits.new_model()
     gen = torch.Generator().manual_seed(11)
     for _ in range(steps):
-        process_update(model, *digits.batch(torch.randperm(digits.train_size, generator=gen)[:4].tolist()),
-                       digits.config.lr)
+        process_step(model, *digits.batch(torch.randperm(digits.train_size, generator=gen)[:4].tolist()),
+                     digits.config)
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
@@ -101,7 +102,7 @@ def test_fused_setup_is_a_plain_step_whose_contributions_average_to_its_gradient
     x, y = digits.batch(idx.tolist())
     assert torch.allclose(contrib.mean(0), batch_gradient(digits, state, x, y, where), rtol=1e-4, atol=1e-8)
     plain = digits.model_from_state(state)
-    process_update(plain, x, y, digits.config.lr * 8)
+    process_step(plain, x, y, digits.config)  # 256 = 4^3 * S: lr * 8
     # The capture hooks must not change a bit of the step the verifier replays.
     assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), model.state_dict().values()))
     assert s.segment == [tuple(idx.tolist())]
@@ -135,12 +136,12 @@ def test_guided_proof_verifies_with_the_core_and_its_segment_replays(digits, set
     v = compute_verdict(digits, genesis, parent, k, Proof(parent, 1, found.indices, compute_weights_hash(found.state),
                                                           found.state, b"\x01" * 20))
     assert v.header.correct_after > v.header.correct_before
-    # W is the start advanced by the segment: pol_core steps on 4^j*S indices at lr*2^j.
+    # W is the start advanced by the segment, which the chain-bound rules accept as it is.
+    segment = tuple(s.segment)
+    process_segment_check(segment, SegmentBounds.for_task(digits))
+    assert [j for j, _ in s.segment_steps()] == [3] * len(segment) and s.train_batch == 256  # digits: at most 256
     replay = digits.model_from_state(start)
-    for step in s.segment:
-        scale = math.sqrt(len(step) / digits.config.batch_size)
-        assert list(step) == sorted(step) and len(step) == s.train_batch
-        process_update(replay, *digits.batch(step), digits.config.lr * scale)
+    process_segment_replay(digits, replay, segment)
     assert compute_weights_hash(replay.state_dict()) == compute_weights_hash(found.state)
 
 
@@ -167,7 +168,7 @@ def test_fallback_engages_when_the_pool_is_empty(digits):
     assert s.guided_attempts == 0 and s.fallback_rounds == s.rounds
     before = digits.model_from_state(found.state)
     w0 = get_flat_params(before)
-    process_update(before, *digits.batch(found.indices), digits.config.lr)
+    process_step(before, *digits.batch(found.indices), digits.config)
     delta = (get_flat_params(before) - w0)[[r // 2 for r in reqs]]
     assert all((d < 0) if r % 2 else (d > 0) for r, d in zip(reqs, delta.tolist()))
 
@@ -241,7 +242,7 @@ def test_resnet18_every_layer_type(resnet):
     x, y = resnet.batch(list(range(4)))
     assert torch.allclose(contrib.mean(0), batch_gradient(resnet, state, x, y, where), rtol=1e-4, atol=1e-7)
     plain = resnet.model_from_state(state)
-    process_update(plain, x, y, resnet.config.lr)
+    process_step(plain, x, y, resnet.config)
     assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), model.state_dict().values()))
     # One round from there, training on 16: candidates predicted, checked exactly, a step recorded.
     fused = GuidedSearcher(resnet, model, reqs, torch.Generator().manual_seed(0), CPU,
@@ -267,3 +268,26 @@ def test_subset_search_finds_the_exhaustive_best_and_never_repeats_a_sample():
     assert all(len(set(row.tolist())) == 4 for row in sets)
     assert len({tuple(row.tolist()) for row in sets}) == len(sets)
     assert torch.equal(scores, z[sets].sum(1).min(1).values) and bool((scores[:-1] >= scores[1:]).all())
+
+
+def test_segment_stays_within_the_chain_bound_bounds(digits_cb):
+    """Under chain-bound rules a block's segment holds at most max_segment_steps steps of at most
+    max_step_batch samples: past that the searcher keeps searching from where it is, adding no step."""
+    task = digits_cb
+    bounds = SegmentBounds.for_task(task)
+    with pytest.raises(ValueError, match="not a segment step"):
+        GuidedSearcher(task, task.new_model(), [Requirement(0)], torch.Generator(), CPU, GuidedConfig(train_j=4))
+    reqs = compute_requirements(b"\x09" * 32, 64, task.num_params)  # never met
+    for setup in ("fused", "separate"):
+        model = task.model_from_state(trained_digits_state(task))
+        s = GuidedSearcher(task, model, reqs, torch.Generator().manual_seed(0), CPU,
+                           GuidedConfig(candidates=4, setup=setup, train_j=0, pool_size=0))
+        s.max_steps = 3  # digits allows 32; three keep the test short
+        for _ in range(5):
+            assert s.round() is None
+        assert len(s.segment) == 3 and s.rounds == 5
+        process_segment_check(tuple(s.segment), bounds)
+        replay = task.model_from_state(trained_digits_state(task))
+        process_segment_replay(task, replay, tuple(s.segment))
+        assert compute_weights_hash(replay.state_dict()) == compute_weights_hash(model.state_dict())
+    assert GuidedSearcher(task, task.new_model(), reqs, torch.Generator(), CPU).max_steps == bounds.max_steps == 32
