@@ -406,7 +406,7 @@ def bench_time_to_block(task: Task, cpu_task: Task, device: torch.device, ks: li
             if math.isinf(m):
                 stopped.setdefault(mode, k)
             if mode == "guided":
-                if not math.isinf(m):
+                if m <= cap:  # a round that began before the cap may end after it
                     best_k = k
                 tot = {"rounds": 0.0, "setup": 0.0, "search": 0.0, "check": 0.0, "train": 0.0, "attempts": 0.0,
                        "guided": 0.0, "fallback": 0.0}
@@ -423,7 +423,7 @@ def bench_time_to_block(task: Task, cpu_task: Task, device: torch.device, ks: li
         if "fast" in med and "guided" in med:
             fm, gm = med["fast"], med["guided"]
             if not math.isinf(gm):
-                ratio = f"> {cap / gm:.0f}x" if math.isinf(fm) else f"{fm / gm:.0f}x"
+                ratio = f"> {cap / gm:.2g}x" if math.isinf(fm) else f"{fm / gm:.2g}x"
         out(f"| {k} | " + " | ".join(cells) + f" | {ratio} |")
     out("(a run marked ! found nothing within the cap; its time is when it stopped)")
     task_results(task)["time_to_block"] = {
