@@ -291,3 +291,30 @@ def test_segment_stays_within_the_chain_bound_bounds(digits_cb):
         process_segment_replay(task, replay, tuple(s.segment))
         assert compute_weights_hash(replay.state_dict()) == compute_weights_hash(model.state_dict())
     assert GuidedSearcher(task, task.new_model(), reqs, torch.Generator(), CPU).max_steps == bounds.max_steps == 32
+
+
+def test_bench_mine_imports_no_wire_or_chain_code_and_writes_its_reports(tmp_path):
+    """bench/device_check.sh runs bench/mine.py on a GPU machine without web3 or the generated pol.v1
+    code; a tiny CPU run writes the JSON and markdown it collects, every proof re-checked on the CPU."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys; base = set(sys.modules); import bench.mine; "
+            "print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - base})))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], cwd=root, check=True, capture_output=True, text=True,
+                                timeout=120).stdout.split())
+    assert {"pol_core", "prover", "torch"} <= loaded
+    assert not loaded & {"pol", "grpc", "google", "web3", "eth_account", "eth_abi", "eth_utils", "pydantic"}
+    js, md = tmp_path / "m.json", tmp_path / "m.md"
+    subprocess.run([sys.executable, "bench/mine.py", "--device", "cpu", "--threads", "1", "--tasks", "digits-cnn",
+                    "--seconds", "0", "--useful-seconds", "0", "--ks", "4", "--modes", "fast,guided", "--seeds", "1",
+                    "--cap", "1", "--json", str(js), "--markdown", str(md)],
+                   cwd=root, check=True, capture_output=True, timeout=300)
+    rows = json.loads(js.read_text())["tasks"]["digits-cnn"]["time_to_block"]["rows"]
+    assert [(r["k"], r["mode"]) for r in rows] == [(4, "fast"), (4, "guided")]
+    assert all(run["cpu_rejected"] is None for r in rows for run in r["runs"])
+    assert rows[1]["found"] == 1  # guided finds a k = 4 block in its first round from the start model
+    assert "| 4 |" in md.read_text()
