@@ -3,7 +3,8 @@
 #     bash bench/device_check.sh            # results and logs land in $OUT
 # Needs the carried wheels in .whl/ (eth-utils, eth-hash, eth-typing, hexbytes, cytoolz, pycryptodome,
 # eth_abi, parsimonious); the machine brings python3, torch, numpy, safetensors, scikit-learn.
-# Budget: about 4 minutes for gpu_agreement (two runs, each stopped by its time cap), under 6 in all.
+# Budget: about 4 minutes for gpu_agreement (two runs, each stopped by its time cap), about 2.5 for the
+# guided-mining bench, under 9 in all.
 # Knobs (environment): GA_PROOFS (1000), GA_K (2), GA_STRICT_CAP_S (130), GA_DEFAULTS_CAP_S (50; 0 skips).
 set -euo pipefail
 export PYTHONUNBUFFERED=1
@@ -52,8 +53,28 @@ fi
 # ---------------------------------------------------------------------------------------------
 
 # ---------------------------------------------------------------------------------------------
-# PLACEHOLDER (lead): guided-mining GPU bench. Add the command here, writing into "$OUT", e.g.
-#   timeout -k 10 60 python3 bench/<guided_bench>.py --device cuda ... --out "$OUT/guided.json" 2>&1 | tee "$OUT/guided.log" || true
+# Guided-mining GPU bench (issue 14): time to a block on CUDA for faithful/fast/guided from the same start
+# model and the same R, every proof re-checked by pol_core on the CPU (where a verifier recomputes it).
+# digits-cnn: k = 4..24, 3 R per k, 3 s cap per run (k = 16 always run); ResNet-18 on generated CIFAR data
+# (320 train / 100 test images), k = 4, 8, 16, 2 R, 5 s cap, R alone (--r-only: on random labels the
+# accuracy rule is a lottery). Worst case about 2.5 minutes; a `timeout` keeps what was measured.
+# Knobs: GM_DIGITS_CAP_S (3), GM_RESNET_CAP_S (5); GM_SKIP=1 skips the section.
+echo "== modules pulled by 'import bench.mine' (must be pol_core, prover, torch, numpy, Crypto and torch's own)"
+python3 -c 'import sys; base = set(sys.modules); import bench.mine
+print(" ".join(sorted({m.split(".")[0] for m in set(sys.modules) - base} - set(sys.stdlib_module_names))))'
+guided_mine() {  # name timeout_s args...
+  local name=$1 limit=$2; shift 2
+  echo "== mine.py $name on cuda ($((SECONDS - start)) s so far)"
+  timeout -k 10 "$limit" python3 bench/mine.py --device cuda --seconds 0 --useful-seconds 0 \
+      --json "$OUT/mine_$name.json" --markdown "$OUT/mine_$name.md" "$@" 2>&1 \
+    | tee "$OUT/mine_$name.log" || echo "mine.py $name FAILED (exit ${PIPESTATUS[0]})"
+}
+if [ "${GM_SKIP:-0}" != 1 ]; then
+  guided_mine digits_cuda 80 --tasks digits-cnn --modes faithful,fast,guided --ks 4,8,12,16,20,24 --seeds 3 \
+      --cap "${GM_DIGITS_CAP_S:-3}" --always-at 16
+  guided_mine resnet18_cuda 90 --tasks cifar10-resnet18 --modes faithful,fast,guided --ks 4,8,16 --seeds 2 \
+      --cap "${GM_RESNET_CAP_S:-5}" --always-at 16 --warmup 0 --r-only
+fi
 # ---------------------------------------------------------------------------------------------
 
 echo "== done in $((SECONDS - start)) s; files in $OUT:"

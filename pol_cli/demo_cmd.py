@@ -60,7 +60,8 @@ def run_demo(args: argparse.Namespace, net: LocalNetwork, out: Path, t_start: fl
     dep.save(dep_path)
     net.start_verifier(dep_path, args.verifier_port, ["--data-dir", args.data_dir] if args.data_dir else [])
     net.wait_verifier()
-    extra = ["--task", args.task, "--device", args.device, "--candidates", str(args.candidates), "--threads", "1",
+    extra = ["--task", args.task, "--mode", args.mode, "--device", args.device, "--candidates", str(args.candidates),
+             "--threads", "1",
              "--train-batch", str(args.train_batch), "--train-every", str(args.train_every)]
     if args.data_dir:
         extra += ["--data-dir", args.data_dir]
@@ -69,7 +70,8 @@ def run_demo(args: argparse.Namespace, net: LocalNetwork, out: Path, t_start: fl
     run_info: dict[str, object] = {"contract": dep.address, "rpc_url": url, "deployment": str(dep_path),
                 "verifier": f"127.0.0.1:{net.verifier_port}", "pids": net.pids()}
     (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")  # the pids, while the network runs
-    print(f"anvil {url} | contract {dep.address} | verifier 127.0.0.1:{net.verifier_port} | {args.provers} provers")
+    print(f"anvil {url} | contract {dep.address} | verifier 127.0.0.1:{net.verifier_port} | {args.provers} provers"
+          f" ({args.mode})")
     print(f"{'height':>6} {'miner':<14} {'interval':>9} {'accuracy':>17} {'k':>3} {'gas':>7}  tx", flush=True)
 
     client = VerifierClient(f"127.0.0.1:{net.verifier_port}")
@@ -141,7 +143,10 @@ def register(sub: Any) -> None:
     d.add_argument("--provers", type=types.positive_int, default=2)
     add_genesis_args(d, target_block_time=3)
     d.set_defaults(difficulty=6)
-    d.add_argument("--candidates", type=types.positive_int, default=128)
+    d.add_argument("--mode", choices=["fast", "faithful", "guided"], default="fast",
+                   help="the provers' search (guided: mini-batches chosen from per-sample gradient estimates)")
+    d.add_argument("--candidates", type=types.positive_int, default=128,
+                   help="fast: candidate mini-batches per pass; guided: candidates exact-checked per round")
     d.add_argument("--train-batch", type=types.positive_int, default=4,
                    help="provers' training step between rounds, in samples (S times a power of 4)")
     d.add_argument("--train-every", type=types.positive_int, default=8,

@@ -82,9 +82,10 @@ def register(sub: Any) -> None:
     m.add_argument("--test-limit", type=types.positive_int)
     m.add_argument("--miner", type=types.address, required=True,
                    help="the miner's 0x address, credited in the block header")
-    m.add_argument("--mode", choices=["fast", "faithful"], default="fast")
+    m.add_argument("--mode", choices=["fast", "faithful", "guided"], default="fast")
     m.add_argument("--device", type=types.device, default="cpu", help="cpu or cuda")
-    m.add_argument("--candidates", type=types.positive_int, default=256, help="fast mode: candidate mini-batches per pass")
+    m.add_argument("--candidates", type=types.positive_int, default=256,
+                   help="fast: candidate mini-batches per pass; guided: candidates exact-checked per round")
     m.add_argument("--reduced-precision", action="store_true", help="bf16 search on CUDA (winner re-run in fp32)")
     m.add_argument("--train-batch", type=types.positive_int, default=None,
                    help="fast mode: samples in the training step between rounds, S times a power of 4 "

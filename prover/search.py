@@ -21,6 +21,7 @@ from .faithful import (
     mine_faithful,
     read_required,
 )
+from .guided import GuidedConfig, GuidedSearcher
 
 # The training step between fast rounds takes at most this many times S of the round's C*S samples
 # (256 for S = 4, at lr * 8), and at most a quarter of them. Progress per round grows with sqrt(B) and its cost with B. Measured with
@@ -129,4 +130,6 @@ def make_searcher(mode: str, task: Task, model: nn.Module, reqs: list[Requiremen
         return FaithfulSearcher(task, model, reqs, gen, device)
     if mode == "fast":
         return FastSearcher(task, model, reqs, gen, device, candidates, autocast_dtype, train_batch, train_every)
-    raise ValueError(f"unknown mode {mode!r}: fast or faithful")
+    if mode == "guided":
+        return GuidedSearcher(task, model, reqs, gen, device, GuidedConfig(candidates=candidates))
+    raise ValueError(f"unknown mode {mode!r}: fast, faithful or guided")

@@ -90,6 +90,8 @@ def bad_inputs(tmp: Path) -> list[tuple[str, list[str], str]]:
          f"no verifier answered at {dead} within 1s"),
         ("verifier not HOST:PORT", ["mine", "--verifier", "localhost", "--miner", ADDRESS], "not HOST:PORT"),
         ("bad device", ["mine", "--device", "tpu", "--miner", ADDRESS], "not a device"),
+        ("unknown mode", ["mine", "--mode", "greedy", "--miner", ADDRESS], "'fast', 'faithful', 'guided'"),
+        ("unknown mode (demo)", ["demo", "--mode", "greedy"], "invalid choice: 'greedy'"),
     ]
 
 
