@@ -1,6 +1,8 @@
-"""Cross-dispatch: the genesis and a short chain recomputed under every dispatch level this machine
-can force, each in its own process, agree bit for bit when pinned (and with the committed vector),
-and do not all agree unpinned, so the pin is what makes them agree."""
+"""Cross-dispatch: the genesis and a short chain (3 updates, 4 evaluations of digits-cnn), recomputed
+in one process per dispatch level, with every switch this machine can force set against the pin,
+agree bit for bit when pinned, and with the committed vector (computed on another day, perhaps on
+another CPU); unpinned they do not all agree, so the pin is what makes them agree. The full matrix of
+levels is bench/dispatch_matrix.py's (docs/BENCHMARKS.md, "Portable arithmetic")."""
 import json
 import os
 import subprocess
@@ -11,15 +13,15 @@ from pathlib import Path
 import pytest
 
 VECTOR = Path(__file__).parent / "vectors" / "portable_chain.json"
-SWITCHES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS")
+SWITCHES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "OMP_NUM_THREADS",
+            "MKL_NUM_THREADS")
 
 # What a user's shell may set. avx512 is absent: this machine has no AVX-512 (forcing it is SIGILL).
 LEVELS = {
     "native": {},
     "aten-default": {"ATEN_CPU_CAPABILITY": "default"},
-    "onednn-sse41+mkl-compatible": {"ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "COMPATIBLE"},
-    "aten-default+onednn-avx+mkl-avx2-strict": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "AVX",
-                                                "MKL_CBWR": "AVX2,STRICT", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
+    "hostile-shell": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "AVX2,STRICT",
+                      "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"},
 }
 
 
