@@ -45,10 +45,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from .genesis_init import process_genesis_init
     from .step import compute_logits, enable_deterministic_mode, process_update
     from .tasks import load_task
+    from .tasks.cifar import build_resnet18_cifar
+    from .tasks.digits import build_digits_cnn
     from .weights import compute_weights_hash, get_state
 
     enable_deterministic_mode()
     task = load_task(args.task, args.cifar_dir, test_limit=args.cifar_test if args.cifar_dir else None)
+    with torch.random.fork_rng(devices=[]):  # the genesis as torch's own initialisation draws it
+        torch.manual_seed(task.config.init_seed)
+        build = {"digits-cnn": build_digits_cnn, "cifar10-resnet18": build_resnet18_cifar}[task.name]
+        torch_init_hash = compute_weights_hash(get_state(build()))
     model = process_genesis_init(task.config.arch, task.config.init_seed, task.new_model())
     x_test, y_test = task.test_x, task.test_y
 
@@ -72,7 +78,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "env": env_in,
         "in_force": {"capability": report.cpu_capability, "mkl_cbwr_branch": report.mkl_cbwr_branch,
                      "mkldnn": report.mkldnn_enabled, "nnpack": report.nnpack_enabled, "threads": report.threads},
-        "genesis_torch_init": task.genesis_hash.hex(),
+        "genesis_torch_init": torch_init_hash.hex(),
         "chain": chain,
     }
 
