@@ -42,6 +42,12 @@ MKL_CBWR_ERR_MODE_CHANGE_FAILURE = -8  # mkl_cbwr_set after MKL already ran
 REQUIRED_CPU_FLAGS = ("avx2", "fma")
 
 
+# A torch release other than TORCH_VERSION that this process was explicitly told to accept
+# (pin_cpu_dispatch(allow_torch_version=True): measurements on a machine that cannot install the
+# pinned release). Every other switch is still pinned and checked; a node never sets it.
+_accepted_torch_version: str | None = None
+
+
 class DispatchNotPinned(RuntimeError):
     """Consensus arithmetic cannot be pinned in this process; the message says what to do."""
 
@@ -57,9 +63,11 @@ class DispatchReport:
     nnpack_enabled: bool
     threads: int
     mkl_threads: int
+    torch_version_waived: bool = False  # the release check was skipped on request
 
     def describe(self) -> str:
-        return (f"torch {self.torch_version}, ATen {self.cpu_capability}, MKL CNR branch {self.mkl_cbwr_branch}, "
+        waived = " (release check waived)" if self.torch_version_waived else ""
+        return (f"torch {self.torch_version}{waived}, ATen {self.cpu_capability}, MKL CNR branch {self.mkl_cbwr_branch}, "
                 f"oneDNN {'on' if self.mkldnn_enabled else 'off'}, NNPACK {'on' if self.nnpack_enabled else 'off'}, "
                 f"{self.threads} thread(s)")
 
@@ -123,13 +131,22 @@ def get_dispatch_report() -> DispatchReport:
         nnpack_enabled=bool(torch._C._get_nnpack_enabled()),
         threads=torch.get_num_threads(),
         mkl_threads=mkl.mkl_get_max_threads(),
+        torch_version_waived=_accepted_torch_version is not None and torch.__version__ == _accepted_torch_version,
     )
 
 
-def pin_cpu_dispatch() -> DispatchReport:
-    """Pin every kernel-choosing switch of this process; idempotent. Raises DispatchNotPinned."""
+def pin_cpu_dispatch(allow_torch_version: bool = False) -> DispatchReport:
+    """Pin every kernel-choosing switch of this process; idempotent. Raises DispatchNotPinned.
+
+    allow_torch_version=True accepts the installed torch release even if it is not TORCH_VERSION, for
+    this process, and says so in the report: for measurements (bench/gpu_agreement.py on a machine
+    with another release), never for a node, whose verdicts would then be another release's."""
+    global _accepted_torch_version
     process_cpu_check()
     import torch
+
+    if allow_torch_version and torch.__version__.split("+")[0] != TORCH_VERSION:
+        _accepted_torch_version = torch.__version__
 
     saved = os.environ.get("ATEN_CPU_CAPABILITY")
     os.environ["ATEN_CPU_CAPABILITY"] = ATEN_CAPABILITY
@@ -157,7 +174,7 @@ def check_cpu_dispatch() -> DispatchReport:
         raise DispatchNotPinned("torch is not loaded yet: call pol_core.portable.pin_cpu_dispatch() first")
     r = get_dispatch_report()
     # Kernels change between releases; the pinned arithmetic is this release's.
-    if r.torch_version.split("+")[0] != TORCH_VERSION:
+    if r.torch_version.split("+")[0] != TORCH_VERSION and not r.torch_version_waived:
         raise DispatchNotPinned(f"torch {r.torch_version} is installed, consensus arithmetic is that of "
                                 f"torch {TORCH_VERSION}: pip install torch=={TORCH_VERSION}")
     # ATen fixes its level at the first kernel; a kernel run before the pin fixed another one.

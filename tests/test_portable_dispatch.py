@@ -121,3 +121,25 @@ def test_pinned_torch_release_is_the_one_the_project_installs():
 
     pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
     assert f'"torch=={TORCH_VERSION}"' in pyproject
+
+
+def test_another_torch_release_is_refused_unless_explicitly_accepted():
+    """bench/gpu_agreement.py runs on a machine with another torch: it may accept that release, by a
+    keyword, and the report says so; every other switch is still pinned and checked."""
+    code = ("import pol_core.portable as p\np.TORCH_VERSION = '0.0.0'\n"
+            "try:\n    p.pin_cpu_dispatch()\nexcept p.DispatchNotPinned as e:\n    print('refused:', e)\n"
+            "print(p.pin_cpu_dispatch(allow_torch_version=True).describe())\n"
+            "print('checked:', p.check_cpu_dispatch().cpu_capability)\n")
+    out = run_python(["-c", code], {"ATEN_CPU_CAPABILITY": "default"})
+    assert "refused: torch 2.14.1" in out.stdout and "that of torch 0.0.0" in out.stdout, out.stderr
+    assert "(release check waived), ATen AVX2" in out.stdout, out.stderr
+    assert "checked: AVX2" in out.stdout, out.stderr
+
+
+def test_cli_refusal_is_one_line_and_exit_2():
+    code = ("import sys\nimport pol_core.portable as p\np.TORCH_VERSION = '0.0.0'\n"
+            "from pol_cli.main import main\nsys.exit(main(['genesis']))\n")
+    out = run_python(["-c", code], {})
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pol: error: torch 2.14.1 is installed"), out.stderr

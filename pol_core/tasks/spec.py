@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch import nn
 
+from ..genesis_init import compute_genesis_state
 from ..keccak import keccak256, new_keccak256
 from ..step import process_config_check
 from ..types import DatasetError, Hash32
@@ -21,7 +22,7 @@ SPEC_VERSION = "pol-task-spec/1"
 class TaskConfig:
     name: str
     arch: str  # a versioned architecture id; the constructor for it lives in this package
-    init_seed: int  # torch.manual_seed before constructing the model on CPU
+    init_seed: int  # seed of the portable genesis weights (pol_core.genesis_init, pol-genesis-init/1)
     batch_size: int  # S
     lr: float
     optimizer: str  # "sgd" (plain SGD, no momentum, no weight decay), the only one step.py defines
@@ -101,10 +102,11 @@ class Task:
         self.test_x = (data.test_x.float() / config.scale - mean) / std
         self.test_y = data.test_y
         self.fingerprint = compute_dataset_fingerprint(data)
-        genesis = self.new_model()
-        self.genesis_state = {k: v.detach().clone() for k, v in genesis.state_dict().items()}
+        with torch.random.fork_rng(devices=[]):  # torch's own init runs in build(); keep callers' RNG
+            layout = build()
+        self.genesis_state = compute_genesis_state(config.arch, config.init_seed, layout)
         self.genesis_hash = compute_weights_hash(self.genesis_state)
-        self.num_params = count_learnable(genesis)
+        self.num_params = count_learnable(layout)
         self.spec_hash = compute_spec_hash(config, self.fingerprint, self.genesis_hash, self.num_params)
         self._scratch = threading.local()
 
@@ -123,10 +125,11 @@ class Task:
         return int(self.train_x.shape[0])
 
     def new_model(self) -> nn.Module:
-        """The architecture with the genesis weights, built on CPU from the fixed seed."""
+        """The architecture with the genesis weights (pol-genesis-init/1: no RNG, no kernels)."""
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.init_seed)
-            return self._build()
+            model = self._build()
+        model.load_state_dict(self.genesis_state, strict=True)
+        return model
 
     def scratch_model(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
         """A per-thread CPU model loaded with `state`: constructing (and initialising) a fresh
