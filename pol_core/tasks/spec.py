@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+from decimal import Decimal
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
@@ -12,10 +14,10 @@ from torch import nn
 from ..genesis_init import compute_genesis_state
 from ..keccak import keccak256, new_keccak256
 from ..step import process_config_check
-from ..types import DatasetError, Hash32
+from ..types import DatasetError, Hash32, InvalidTaskConfig
 from ..weights import compute_entry_prefix, compute_tensor_bytes, compute_weights_hash, count_learnable
 
-SPEC_VERSION = "pol-task-spec/1"
+SPEC_VERSION = "pol-task-spec/2"  # /2: portable genesis, floats as decimal strings
 
 
 @dataclass(frozen=True)
@@ -61,11 +63,34 @@ def compute_dataset_fingerprint(data: TaskData) -> Hash32:
     return Hash32(h.digest())
 
 
-def compute_spec_hash(config: TaskConfig, dataset_fingerprint: Hash32, genesis_weights_hash: Hash32, num_params: int) -> Hash32:
-    """keccak256 of canonical JSON (sorted keys, no spaces, floats by repr) of everything pinned."""
-    pinned: dict[str, Any] = {k: (repr(v) if isinstance(v, float) else v) for k, v in asdict(config).items()}
-    pinned["mean"] = [repr(float(m)) for m in config.mean]
-    pinned["std"] = [repr(float(s)) for s in config.std]
+def compute_decimal(x: float) -> str:
+    """A binary64 value as the spec hash writes it: the shortest decimal that reads back as exactly x,
+    in positional notation (no exponent), with ".0" when it has no fraction. 0.01 -> "0.01",
+    1e-06 -> "0.000001", 16.0 -> "16.0". Another language gets the same string from its
+    shortest-round-trip formatter, or copies it from docs/PROTOCOL.md, which lists every task's."""
+    # NaN and infinities have no decimal; no task parameter may be one.
+    if not math.isfinite(x):
+        raise InvalidTaskConfig(f"a task parameter must be finite, got {x!r}")
+    text = format(Decimal(repr(x)), "f")  # repr: shortest round-trip digits; "f": positional
+    return text if "." in text else text + ".0"
+
+
+def compute_spec_document(config: TaskConfig, dataset_fingerprint: Hash32, genesis_weights_hash: Hash32,
+                          num_params: int) -> bytes:
+    """The canonical JSON whose keccak256 is the spec hash: every TaskConfig field under its Python
+    name (floats as compute_decimal strings, tuples as arrays, `extra` as [key, value] pairs), keys
+    sorted, no whitespace, ASCII only."""
+    pinned: dict[str, Any] = {}
+    for f in fields(config):
+        v = getattr(config, f.name)
+        if isinstance(v, float):
+            pinned[f.name] = compute_decimal(v)
+        elif f.name in ("mean", "std"):
+            pinned[f.name] = [compute_decimal(float(m)) for m in v]
+        elif f.name == "extra":
+            pinned[f.name] = [[str(k), str(val)] for k, val in v]
+        else:
+            pinned[f.name] = v  # str, int, bool
     doc = {
         "version": SPEC_VERSION,
         "config": pinned,
@@ -73,7 +98,12 @@ def compute_spec_hash(config: TaskConfig, dataset_fingerprint: Hash32, genesis_w
         "genesisWeightsHash": "0x" + genesis_weights_hash.hex(),
         "numParams": num_params,
     }
-    return keccak256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def compute_spec_hash(config: TaskConfig, dataset_fingerprint: Hash32, genesis_weights_hash: Hash32, num_params: int) -> Hash32:
+    """keccak256 of compute_spec_document: the task's identity on chain."""
+    return keccak256(compute_spec_document(config, dataset_fingerprint, genesis_weights_hash, num_params))
 
 
 def validate_data(data: TaskData, channels: int) -> None:
