@@ -44,6 +44,7 @@ class Reason(StrEnum):
     TIP_REGRESSED = "TIP_REGRESSED"
     REDRAW_TOO_EARLY = "REDRAW_TOO_EARLY"
     REDRAW_NOT_ALLOWED = "REDRAW_NOT_ALLOWED"
+    NON_FINITE = "NON_FINITE"  # W' (or a replayed W) or a logit is NaN or infinite
 
 
 class ConsensusError(Exception):
@@ -138,3 +139,9 @@ class RedrawTooEarly(ConsensusError):
 
 class RedrawNotAllowed(ConsensusError):
     reason = Reason.REDRAW_NOT_ALLOWED
+
+
+class NonFiniteResult(ConsensusError):
+    """The recomputation produced NaN or infinity: its bits (and argmax over them) are not portable."""
+
+    reason = Reason.NON_FINITE
