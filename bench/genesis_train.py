@@ -27,7 +27,8 @@ def train(task, model, epochs: int, seed: int) -> list[float]:
     for _ in range(epochs):
         order = torch.randperm(n, generator=g)
         for i in range(0, n - s + 1, s):
-            process_update(model, *task.batch(order[i : i + s].tolist()), task.config.lr)
+            x, y = task.batch(order[i : i + s].tolist())  # (S, C, H, W), (S,)
+            process_update(model, x, y, task.config.lr)
         out.append(compute_correct(model, task.test_x, task.test_y, task.config.eval_batch) / len(task.test_y))
     return out
 

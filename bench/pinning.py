@@ -29,6 +29,7 @@ def worker(args: argparse.Namespace) -> None:
     from pol_core.keccak import keccak256
     from pol_core.step import enable_deterministic_mode
     from pol_core.tasks import load_task
+    from pol_core.types import Difficulty
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from verify import floor, verify_phases  # bench/verify.py: the verifier's sequence and its floor
@@ -38,8 +39,8 @@ def worker(args: argparse.Namespace) -> None:
     task = load_task(args.task, args.data_dir)
     state = {k: v.clone() for k, v in task.genesis_state.items()}
     indices, parent = (3, 1, 4, 15), keccak256(b"bench")
-    verify_phases(task, state, indices, parent, 8)  # warm-up: scratch model, first-call allocations
-    runs = [verify_phases(task, state, indices, parent, 8) for _ in range(args.repeats)]
+    verify_phases(task, state, indices, parent, Difficulty(8))  # warm-up: scratch model, first-call allocations
+    runs = [verify_phases(task, state, indices, parent, Difficulty(8)) for _ in range(args.repeats)]
     floors = [floor(task, state, indices) for _ in range(args.repeats)]
     print(json.dumps({"phases": runs, "floor": floors}))
 
