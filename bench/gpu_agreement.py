@@ -148,8 +148,8 @@ def setup_cpu_verifier(allow_torch_version: bool) -> dict[str, Any]:
         installed = torch.__version__.split("+")[0]
         if allow_torch_version and installed != portable.TORCH_VERSION:
             info["torch_version_check_skipped"] = f"pinned for {portable.TORCH_VERSION}, running {installed}"
-            portable.TORCH_VERSION = installed  # skips only the release check; every other switch is checked
-        portable.pin_cpu_dispatch()
+        # allow_torch_version skips only the release check; every other switch is pinned and checked
+        portable.pin_cpu_dispatch(allow_torch_version=allow_torch_version)
     enable_deterministic_mode()
     if portable is not None:
         info["dispatch"] = portable.check_cpu_dispatch().describe()

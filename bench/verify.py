@@ -18,6 +18,7 @@ import torch
 
 from pol_core.header import Header, compute_header_hash
 from pol_core.keccak import keccak256
+from pol_core.portable import pin_cpu_dispatch
 from pol_core.requirements import compute_requirements, is_requirements_met
 from pol_core.step import compute_correct, enable_deterministic_mode, process_step
 from pol_core.tasks import Task, load_task
@@ -99,6 +100,7 @@ def main() -> None:
     ap.add_argument("--cifar-test", type=int, default=200, help="test-set size of the generated CIFAR data")
     ap.add_argument("--skip-cifar", action="store_true")
     args = ap.parse_args()
+    pin_cpu_dispatch()  # the verifier's kernels, before any tensor operation
     enable_deterministic_mode()  # the verifier's settings, one thread included
     bench(load_task("digits-cnn", rules="paper"), args.repeats)
     if not args.skip_cifar:

@@ -33,6 +33,7 @@ STATUS: Mapping[AnyReason, grpc.StatusCode] = {
     Reason.INVALID_SIGNATURE: _S.INVALID_ARGUMENT,
     Reason.INVALID_SIGNER_SET: _S.INVALID_ARGUMENT,
     Reason.QUORUM_NOT_MET: _S.INVALID_ARGUMENT,
+    Reason.NON_FINITE: _S.INVALID_ARGUMENT,  # the proof's own inputs make the step or the evaluation overflow
     # A proof for the other rule set than the deployment's: refused until the service runs those rules.
     Reason.WRONG_RULES: _S.FAILED_PRECONDITION,
     # A redraw index whose time has not come yet: the same proof is valid once chain time passes it.

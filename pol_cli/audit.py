@@ -8,6 +8,7 @@ import torch
 
 from pol_chain.deploy import Deployment
 from pol_core.header import compute_genesis_header, compute_header_hash
+from pol_core.portable import check_cpu_dispatch
 from pol_core.step import enable_deterministic_mode
 from pol_core.tasks import Task, load_task
 from pol_core.types import ConsensusError, Hash32
@@ -26,7 +27,8 @@ class AuditResult:
 def audit_chain(dep: Deployment, fetch_model: FetchModel, task: Task | None = None,
                 rpc_url: str | None = None) -> list[AuditResult]:
     """fetch_model(weights_hash, order) -> state or None. Returns one result per block after genesis."""
-    enable_deterministic_mode()  # the verifier's settings, so W' is recomputed bit for bit
+    check_cpu_dispatch()  # the verifiers' pinned kernels, so W' is recomputed bit for bit
+    enable_deterministic_mode()
     task = task or load_task(dep.task, rules=dep.genesis.rules.value)
     # Chain-bound blocks are re-verified by replaying segments from the model store: issue 10 part B.
     if task.config.rules != "paper":

@@ -82,6 +82,9 @@ def deploy_task(task: Task, rpc_url: str, key: str, difficulty: int | None, targ
 
 def cmd_genesis(args: argparse.Namespace) -> int:
     check_task_args(args)
+    from pol_core.portable import pin_cpu_dispatch
+
+    pin_cpu_dispatch()  # the genesis count c0 = accuracy(W0, E) is consensus arithmetic
     from pol_core.header import compute_genesis_header, compute_header_hash
     from pol_core.requirements import compute_requirements, is_decrease
     from pol_core.tasks import load_task
@@ -110,6 +113,9 @@ def cmd_genesis(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     check_task_args(args)
+    from pol_core.portable import pin_cpu_dispatch
+
+    pin_cpu_dispatch()  # the genesis count c0 = accuracy(W0, E) is consensus arithmetic
     from pol_chain.anvil import AnvilProcess
     from pol_chain.deploy import Deployment
     from pol_chain.process import exit_on_sigterm
@@ -148,9 +154,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     """Deploy to any EVM JSON-RPC endpoint; the key comes from --key-env or --keystore."""
     check_task_args(args)
     from pol_chain.client import get_chain_id
+    from pol_core.portable import pin_cpu_dispatch
     from pol_core.tasks import load_task
 
-    key = resolve_key(args, get_chain_id(args.rpc_url))
+    key = resolve_key(args, get_chain_id(args.rpc_url))  # an unreachable node fails before torch loads
+    pin_cpu_dispatch()  # the genesis count c0 = accuracy(W0, E) is consensus arithmetic
     dep = deploy_task(load_task(args.task, args.data_dir, rules=args.rules), args.rpc_url, key, args.difficulty,
                       args.target_block_time, args.half_life, args.redraw_after, args.attester, args.owner)
     dep.save(args.deployment)

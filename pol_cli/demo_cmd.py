@@ -26,6 +26,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .network import LocalNetwork
 
     check_task_args(args)
+    from pol_core.portable import pin_cpu_dispatch
+
+    pin_cpu_dispatch()  # this process computes c0; the verifier it starts pins itself, the miners are free
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     workdir = Path(args.workdir)

@@ -40,6 +40,7 @@ KNOWN: tuple[tuple[str, str, str], ...] = (
     ("verifier_service.node", "SetupError", ""),
     ("prover.miner", "ModelMismatch", "the verifier is faulty or malicious; use another one"),
     ("pol_core.types", "ConsensusError", ""),
+    ("pol_core.portable", "DispatchNotPinned", ""),
 )
 
 

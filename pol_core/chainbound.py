@@ -43,7 +43,7 @@ from .types import (
     TipRegressed,
 )
 from .verify import Verdict, process_indices_check
-from .weights import compute_weights_hash, get_flat_params, get_state, process_state_check
+from .weights import compute_weights_hash, get_flat_params, get_state, process_finite_check, process_state_check
 
 
 @dataclass(frozen=True)
@@ -122,12 +122,14 @@ def compute_chain_bound_verdict(
 
     model = task.scratch_model(parent_state)
     process_segment_replay(task, model, proof.segment)
+    process_finite_check(model.state_dict(), "W (the replayed segment)")
     state = get_state(model)  # W: parameters and buffers follow from the replay, never from the miner
     t_replay = time.perf_counter()
 
     before = get_flat_params(model)
     x, y = task.batch(proof.indices)  # (S, C, H, W), (S,)
     process_step(model, x, y, task.config)
+    process_finite_check(model.state_dict(), "W'")
     after = get_flat_params(model)
     reqs = compute_requirements(compute_seed(tip.link, proof.redraw), tip.difficulty, task.num_params)
     process_requirements_check(before, after, reqs, allow_equal=task.config.allow_equal)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .rulesets import RuleSet
-from .types import InvalidBatchSize, InvalidTaskConfig
+from .types import InvalidBatchSize, InvalidTaskConfig, NonFiniteResult
 
 if TYPE_CHECKING:
     from .tasks.spec import TaskConfig
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 def enable_deterministic_mode() -> None:
     """The set-up of every process that computes consensus arithmetic (verifier, audit, tests,
     benchmarks): deterministic kernels, no TF32, and one thread, so that conv and matmul results do
-    not depend on the thread count and any verifier on the same CPU type recomputes W' bit for bit."""
+    not depend on the thread count. Which kernels run is pinned apart, first, by
+    pol_core.portable.pin_cpu_dispatch: together they give every x86-64 verifier the same W'."""
     torch.use_deterministic_algorithms(True, warn_only=False)
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
@@ -108,8 +109,17 @@ def compute_logits(model: nn.Module, x: torch.Tensor, eval_batch: int) -> torch.
 
 @torch.no_grad()
 def compute_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eval_batch: int) -> int:
-    """accuracy(W, E) as an integer: correct predictions over the whole test set, eval mode."""
-    return int((compute_logits(model, x, eval_batch).argmax(dim=1) == y).sum())
+    """accuracy(W, E) as an integer: correct predictions over the whole test set, eval mode.
+    Ties go to the lowest class index (argmax's first maximum); NaN or infinite logits refuse."""
+    logits = compute_logits(model, x, eval_batch)  # (N, classes)
+    process_logits_check(logits)
+    return int((logits.argmax(dim=1) == y).sum())
+
+
+def process_logits_check(logits: torch.Tensor) -> None:
+    # argmax over NaN is each library's own choice, and an overflowed model predicts nothing.
+    if not bool(torch.isfinite(logits).all()):
+        raise NonFiniteResult("a logit of the test-set evaluation is NaN or infinite")
 
 
 @dataclass(frozen=True)

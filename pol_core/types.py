@@ -47,6 +47,7 @@ class Reason(StrEnum):
     INVALID_SIGNATURE = "INVALID_SIGNATURE"  # quorum attestation: not a compact low-s signature by the signer
     INVALID_SIGNER_SET = "INVALID_SIGNER_SET"
     QUORUM_NOT_MET = "QUORUM_NOT_MET"  # fewer than t members of the set signed
+    NON_FINITE = "NON_FINITE"  # W' (or a replayed W) or a logit is NaN or infinite
 
 
 class ConsensusError(Exception):
@@ -141,3 +142,9 @@ class RedrawTooEarly(ConsensusError):
 
 class RedrawNotAllowed(ConsensusError):
     reason = Reason.REDRAW_NOT_ALLOWED
+
+
+class NonFiniteResult(ConsensusError):
+    """The recomputation produced NaN or infinity: its bits (and argmax over them) are not portable."""
+
+    reason = Reason.NON_FINITE

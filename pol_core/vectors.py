@@ -33,11 +33,12 @@ from .link import compute_link, compute_seed
 from .requirements import compute_requirements
 from .rulesets import RuleSet
 from .segment import compute_segment_encoding, compute_segment_root
+from .tasks.published import PUBLISHED
 from .types import Address, CorrectCount, Difficulty, Hash32, Height, RedrawIndex, SampleIndex, Timestamp
 from .weights import compute_weights_hash
 
-DIGITS_NUM_PARAMS = 3842  # |W| of digits-cnn/v2
-RESNET18_NUM_PARAMS = 11_173_962
+DIGITS_NUM_PARAMS = PUBLISHED["digits-cnn"].num_params  # |W| of digits-cnn/v2
+RESNET18_NUM_PARAMS = PUBLISHED["cifar10-resnet18"].num_params
 REQUIREMENT_CASES = [(1, 2), (4, DIGITS_NUM_PARAMS), (8, DIGITS_NUM_PARAMS), (16, RESNET18_NUM_PARAMS), (32, 100),
                      (50, 100), (64, RESNET18_NUM_PARAMS)]
 
@@ -246,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--write", metavar="DIR")
     mode.add_argument("--check", metavar="DIR")
     args = ap.parse_args(argv)
+    from .portable import pin_cpu_dispatch
+
+    pin_cpu_dispatch()
     files = build_all()
     if args.write:
         Path(args.write).mkdir(parents=True, exist_ok=True)

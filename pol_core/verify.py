@@ -23,7 +23,14 @@ from .types import (
     InvalidIndices,
     SampleIndex,
 )
-from .weights import compute_weights_hash, get_flat_params, get_state, process_state_check, process_weights_hash_check
+from .weights import (
+    compute_weights_hash,
+    get_flat_params,
+    get_state,
+    process_finite_check,
+    process_state_check,
+    process_weights_hash_check,
+)
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,7 @@ def compute_verdict(task: Task, parent: Header, parent_hash: Hash32, difficulty:
     before = get_flat_params(model)
     x, y = task.batch(proof.indices)
     process_step(model, x, y, task.config)
+    process_finite_check(model.state_dict(), "W'")
     after = get_flat_params(model)
     reqs = compute_requirements(parent_hash, difficulty, task.num_params)
     process_requirements_check(before, after, reqs, allow_equal=task.config.allow_equal)

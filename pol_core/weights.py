@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .keccak import new_keccak256
-from .types import Hash32, InvalidWeights, WeightsHashMismatch
+from .types import Hash32, InvalidWeights, NonFiniteResult, WeightsHashMismatch
 
 LITTLE_ENDIAN = sys.byteorder == "little"
 DTYPE_CODES: dict[torch.dtype, int] = {torch.float32: 1, torch.int64: 2, torch.uint8: 3}
@@ -84,15 +84,31 @@ def process_state_check(reference: StateDict, received: StateDict) -> None:
             raise InvalidWeights(
                 f"{name}: expected {ref.dtype} {tuple(ref.shape)}, got {got.dtype} {tuple(got.shape)}"
             )
-    floats = [t.reshape(-1) for t in received.values() if t.is_floating_point()]
-    # NaN or infinity would make every later comparison meaningless. Small tensors are checked in
-    # one concatenated pass; large ones one by one, to avoid copying a whole large model.
+    # NaN or infinity would make every later comparison meaningless.
+    bad = get_non_finite_entry(received)
+    if bad is not None:
+        raise InvalidWeights(f"{bad}: contains NaN or infinity")
+
+
+def get_non_finite_entry(state: StateDict) -> str | None:
+    """The first floating entry holding NaN or infinity, or None. Small tensors are checked in one
+    concatenated pass; large ones one by one, to avoid copying a whole large model."""
+    floats = [t.detach().reshape(-1) for t in state.values() if t.is_floating_point()]
     small = [t for t in floats if t.numel() < 65536]
     finite = (not small or bool(torch.isfinite(torch.cat(small)).all())) and all(
         bool(torch.isfinite(t).all()) for t in floats if t.numel() >= 65536)
-    if not finite:
-        bad = next(n for n, t in received.items() if t.is_floating_point() and not bool(torch.isfinite(t).all()))
-        raise InvalidWeights(f"{bad}: contains NaN or infinity")
+    if finite:
+        return None
+    return next(n for n, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all()))
+
+
+def process_finite_check(state: StateDict, what: str) -> None:
+    """Raise NonFiniteResult if a computed state (a replayed W, a recomputed W') holds NaN or infinity."""
+    bad = get_non_finite_entry(state)
+    # Overflow is where binary32 arithmetic stops being portable (NaN payloads, argmax over NaN) and
+    # a model that overflowed is useless: such a state never enters the chain.
+    if bad is not None:
+        raise NonFiniteResult(f"{what}: {bad} holds NaN or infinity after the recomputation")
 
 
 def process_weights_hash_check(state: StateDict, claimed: Hash32) -> None:

@@ -18,7 +18,7 @@ from pol_core.types import (
     RequirementsNotMet,
     TipRegressed,
 )
-from pol_core.weights import compute_weights_hash, get_flat_params
+from pol_core.weights import compute_weights_hash, get_flat_params, get_state
 from tests.attacks import (
     buffer_knob,
     chain_bound_next_block,
@@ -119,8 +119,11 @@ def test_test_set_training(scenario, digits_cb, monkeypatch):
     assert sc.cb_verdict(attack.chain_bound).header.weights_hash == compute_weights_hash(attack.fitted)
 
 
-def test_r_grinding_paper_rules(scenario):
-    sc = scenario(4)
+def test_r_grinding_paper_rules(digits, digits_cb, parent):
+    # The grind needs one honest block first. The height-7 parent's R (k=4) is met by 1 step in 1,500
+    # from this state and never with a gain (paper rules have no redraw: the liveness gap of §18), so
+    # this test grinds on a parent one height up, whose R honest mining meets.
+    sc = make_scenario(digits, digits_cb, parent, 4, height=8)
     attack = grind_paper(sc, torch.Generator().manual_seed(7))
     assert sc.paper_verdict(attack.block).header == attack.header
     proof, parent, parent_hash = paper_next_block(attack)
@@ -188,7 +191,13 @@ def test_replay_from_another_parent(scenario, digits_cb, monkeypatch):
     sibling = trained_parent(digits_cb, torch.Generator().manual_seed(11), steps=36)
     attack = replay_from_other_parent(sc, sibling, gen)
     sc.paper_verdict(attack.paper)  # the paper chain's model forks to another lineage
-    with pytest.raises(RequirementsNotMet):
+    # The verifier replays the segment from the tip's W', not the sibling's: another W, so the step the
+    # miner searched is not the one checked. It fails R or, where the two lineages' gradients agree in
+    # sign (they share the genesis), the accuracy rules.
+    model = digits_cb.model_from_state(sc.parent_state)
+    segment_rules.process_segment_replay(digits_cb, model, attack.chain_bound.segment)
+    assert compute_weights_hash(get_state(model)) != compute_weights_hash(attack.replayed)
+    with pytest.raises((RequirementsNotMet, AccuracyNotImproved, TipRegressed)):
         sc.cb_verdict(attack.chain_bound)
 
     def replay_from_sibling(task, model, segment):

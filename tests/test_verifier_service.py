@@ -186,7 +186,10 @@ def test_concurrent_submissions_one_block_per_height(service, digits):
     proofs, seed = [], 0
     while len(proofs) < 4:
         f = mine_on(digits, tip, seed=seed)
-        if all(f.indices != p.indices for p in proofs):
+        # Four proofs each valid on its own, so the race is the only reason to refuse three: Algorithm 1
+        # trains from genesis, and near chance level W can dip below the sabotage guard's bound.
+        valid_alone = f.correct_before + digits.config.sabotage_tolerance >= tip.correct
+        if valid_alone and all(f.indices != p.indices for p in proofs):
             proofs.append(f)
         seed += 1
     results, errors = [], []

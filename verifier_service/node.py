@@ -20,6 +20,7 @@ from pol_chain.client import ChainClient, TipInfo
 from pol_chain.deploy import Deployment
 from pol_core.header import Header, compute_header_hash
 from pol_core.keccak import keccak256
+from pol_core.portable import check_cpu_dispatch
 from pol_core.rules import process_chain_position
 from pol_core.rulesets import RuleSet
 from pol_core.step import enable_deterministic_mode
@@ -91,7 +92,9 @@ def compute_proof_id(proof: Proof) -> bytes:
 class VerifierNode:
     def __init__(self, *, task: Task, deployment: Deployment, chain: ChainClient, journal: Journal,
                  models: ModelStore, metrics: Metrics, cfg: VerifierConfig | None = None):
-        # The verifier's recomputation must be repeatable bit for bit (pol_core.step).
+        # The verifier's recomputation must be repeatable bit for bit on any x86-64 server: pinned
+        # kernels (pol_core.portable; the entry point pins before the task loads), deterministic mode.
+        log.info("dispatch: %s", check_cpu_dispatch().describe())
         enable_deterministic_mode()
         # This service applies the paper verdict; chain-bound verification is wired in by issue 10 part B.
         process_rules_supported(deployment)

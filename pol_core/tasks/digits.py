@@ -5,6 +5,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..types import DatasetError
+from .published import PUBLISHED
 from .spec import Task, TaskConfig, TaskData, validate_data
 
 CONFIG = TaskConfig(
@@ -44,7 +46,8 @@ def build_digits_cnn() -> nn.Module:
 
 
 def load_digits_data() -> TaskData:
-    """Every fifth sample (index % 5 == 0) is the test set; the rest, in order, is the train set."""
+    """Every fifth sample (index % 5 == 0) is the test set; the rest, in order, is the train set.
+    scikit-learn holds the pixels as float64 integers 0..16; the cast to uint8 is exact."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -57,4 +60,10 @@ def load_digits_data() -> TaskData:
 
 
 def load_digits_task() -> Task:
-    return Task(CONFIG, load_digits_data(), build_digits_cnn)
+    task = Task(CONFIG, load_digits_data(), build_digits_cnn)
+    published = PUBLISHED["digits-cnn"].dataset_fingerprint
+    # Another copy of the digits (a future scikit-learn) would be another task under the same name.
+    if task.fingerprint != published:
+        raise DatasetError(f"scikit-learn's digits hash to 0x{task.fingerprint.hex()}, not the published "
+                           f"0x{published.hex() if published else ''}: install a scikit-learn that bundles them")
+    return task

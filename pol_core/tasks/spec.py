@@ -2,26 +2,29 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+from decimal import Decimal
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
 
+from ..genesis_init import compute_genesis_state
 from ..keccak import keccak256, new_keccak256
 from ..step import process_config_check
-from ..types import DatasetError, Hash32
+from ..types import DatasetError, Hash32, InvalidTaskConfig
 from ..weights import compute_entry_prefix, compute_tensor_bytes, compute_weights_hash, count_learnable
 
-SPEC_VERSION = "pol-task-spec/1"
+SPEC_VERSION = "pol-task-spec/2"  # /2: portable genesis, floats as decimal strings
 
 
 @dataclass(frozen=True)
 class TaskConfig:
     name: str
     arch: str  # a versioned architecture id; the constructor for it lives in this package
-    init_seed: int  # torch.manual_seed before constructing the model on CPU
+    init_seed: int  # seed of the portable genesis weights (pol_core.genesis_init, pol-genesis-init/1)
     batch_size: int  # S
     lr: float
     optimizer: str  # "sgd" (plain SGD, no momentum, no weight decay), the only one step.py defines
@@ -60,11 +63,34 @@ def compute_dataset_fingerprint(data: TaskData) -> Hash32:
     return Hash32(h.digest())
 
 
-def compute_spec_hash(config: TaskConfig, dataset_fingerprint: Hash32, genesis_weights_hash: Hash32, num_params: int) -> Hash32:
-    """keccak256 of canonical JSON (sorted keys, no spaces, floats by repr) of everything pinned."""
-    pinned: dict[str, Any] = {k: (repr(v) if isinstance(v, float) else v) for k, v in asdict(config).items()}
-    pinned["mean"] = [repr(float(m)) for m in config.mean]
-    pinned["std"] = [repr(float(s)) for s in config.std]
+def compute_decimal(x: float) -> str:
+    """A binary64 value as the spec hash writes it: the shortest decimal that reads back as exactly x,
+    in positional notation (no exponent), with ".0" when it has no fraction. 0.01 -> "0.01",
+    1e-06 -> "0.000001", 16.0 -> "16.0". Another language gets the same string from its
+    shortest-round-trip formatter, or copies it from docs/PROTOCOL.md, which lists every task's."""
+    # NaN and infinities have no decimal; no task parameter may be one.
+    if not math.isfinite(x):
+        raise InvalidTaskConfig(f"a task parameter must be finite, got {x!r}")
+    text = format(Decimal(repr(x)), "f")  # repr: shortest round-trip digits; "f": positional
+    return text if "." in text else text + ".0"
+
+
+def compute_spec_document(config: TaskConfig, dataset_fingerprint: Hash32, genesis_weights_hash: Hash32,
+                          num_params: int) -> bytes:
+    """The canonical JSON whose keccak256 is the spec hash: every TaskConfig field under its Python
+    name (floats as compute_decimal strings, tuples as arrays, `extra` as [key, value] pairs), keys
+    sorted, no whitespace, ASCII only."""
+    pinned: dict[str, Any] = {}
+    for f in fields(config):
+        v = getattr(config, f.name)
+        if isinstance(v, float):
+            pinned[f.name] = compute_decimal(v)
+        elif f.name in ("mean", "std"):
+            pinned[f.name] = [compute_decimal(float(m)) for m in v]
+        elif f.name == "extra":
+            pinned[f.name] = [[str(k), str(val)] for k, val in v]
+        else:
+            pinned[f.name] = v  # str, int, bool
     doc = {
         "version": SPEC_VERSION,
         "config": pinned,
@@ -72,7 +98,12 @@ def compute_spec_hash(config: TaskConfig, dataset_fingerprint: Hash32, genesis_w
         "genesisWeightsHash": "0x" + genesis_weights_hash.hex(),
         "numParams": num_params,
     }
-    return keccak256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def compute_spec_hash(config: TaskConfig, dataset_fingerprint: Hash32, genesis_weights_hash: Hash32, num_params: int) -> Hash32:
+    """keccak256 of compute_spec_document: the task's identity on chain."""
+    return keccak256(compute_spec_document(config, dataset_fingerprint, genesis_weights_hash, num_params))
 
 
 def validate_data(data: TaskData, channels: int) -> None:
@@ -101,10 +132,11 @@ class Task:
         self.test_x = (data.test_x.float() / config.scale - mean) / std
         self.test_y = data.test_y
         self.fingerprint = compute_dataset_fingerprint(data)
-        genesis = self.new_model()
-        self.genesis_state = {k: v.detach().clone() for k, v in genesis.state_dict().items()}
+        with torch.random.fork_rng(devices=[]):  # torch's own init runs in build(); keep callers' RNG
+            layout = build()
+        self.genesis_state = compute_genesis_state(config.arch, config.init_seed, layout)
         self.genesis_hash = compute_weights_hash(self.genesis_state)
-        self.num_params = count_learnable(genesis)
+        self.num_params = count_learnable(layout)
         self.spec_hash = compute_spec_hash(config, self.fingerprint, self.genesis_hash, self.num_params)
         self._scratch = threading.local()
 
@@ -123,10 +155,11 @@ class Task:
         return int(self.train_x.shape[0])
 
     def new_model(self) -> nn.Module:
-        """The architecture with the genesis weights, built on CPU from the fixed seed."""
+        """The architecture with the genesis weights (pol-genesis-init/1: no RNG, no kernels)."""
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.init_seed)
-            return self._build()
+            model = self._build()
+        model.load_state_dict(self.genesis_state, strict=True)
+        return model
 
     def scratch_model(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
         """A per-thread CPU model loaded with `state`: constructing (and initialising) a fresh
