@@ -7,11 +7,13 @@ from dataclasses import dataclass
 import torch
 
 from pol_chain.deploy import Deployment
+from pol_core.evaluation import Evaluator, KnownCount, evaluate_serial
 from pol_core.header import compute_genesis_header, compute_header_hash
 from pol_core.step import enable_deterministic_mode
 from pol_core.tasks import load_task
 from pol_core.types import ConsensusError
 from pol_core.verify import Proof, compute_verdict
+from pol_eval import make_evaluator
 from verifier_service.journal import ModelStore
 
 from .chain_cmd import DEFAULT_DEPLOYMENT
@@ -24,7 +26,8 @@ class AuditResult:
     detail: str
 
 
-def audit_chain(dep: Deployment, fetch_model, task=None, rpc_url: str | None = None) -> list[AuditResult]:
+def audit_chain(dep: Deployment, fetch_model, task=None, rpc_url: str | None = None,
+                evaluator: Evaluator = evaluate_serial) -> list[AuditResult]:
     """fetch_model(weights_hash, order) -> state or None. Returns one result per block after genesis."""
     enable_deterministic_mode()
     torch.set_num_threads(1)  # the verifier's setting, so W' is recomputed bit for bit
@@ -36,6 +39,7 @@ def audit_chain(dep: Deployment, fetch_model, task=None, rpc_url: str | None = N
     if not blocks or blocks[0].block_hash != compute_header_hash(genesis):
         return [AuditResult(0, False, "genesis does not match the task's genesis")]
     order = list(task.genesis_state)
+    known = None  # the last W' this audit recomputed itself, and its count
     for prev, cur in zip(blocks, blocks[1:]):
         h = cur.header
         if cur.block_hash != compute_header_hash(h):
@@ -47,7 +51,7 @@ def audit_chain(dep: Deployment, fetch_model, task=None, rpc_url: str | None = N
             continue
         proof = Proof(h.parent, h.height, h.indices, h.weights_hash, state, h.miner)
         try:
-            v = compute_verdict(task, prev.header, prev.block_hash, h.difficulty, proof)
+            v = compute_verdict(task, prev.header, prev.block_hash, h.difficulty, proof, evaluator, known)
         except ConsensusError as e:
             out.append(AuditResult(h.height, False, f"{e.reason}: {e}"))
             continue
@@ -57,6 +61,8 @@ def audit_chain(dep: Deployment, fetch_model, task=None, rpc_url: str | None = N
             continue
         out.append(AuditResult(h.height, True, f"W' 0x{h.new_weights_hash.hex()[:16]} correct "
                                                f"{h.correct_before}->{h.correct_after}"))
+        # Recomputed here and equal to the header: a child whose W is this W' need not evaluate it again.
+        known = KnownCount(v.header.new_weights_hash, v.header.correct_after)
     return out
 
 
@@ -79,7 +85,11 @@ def cmd_audit(args) -> int:
             return store.get_state(h, order)
 
     task = load_task(dep.task, args.data_dir)
-    results = audit_chain(dep, fetch, task, args.rpc_url)
+    evaluator = make_evaluator(args.eval_workers, args.ray_address, task=task)
+    try:
+        results = audit_chain(dep, fetch, task, args.rpc_url, evaluator)
+    finally:
+        evaluator.close()
     for r in results:
         print(f"block {r.height:5d}  {'OK  ' if r.ok else 'FAIL'}  {r.detail}")
     bad = [r for r in results if not r.ok]
@@ -95,4 +105,6 @@ def register(sub) -> None:
     src.add_argument("--models", default=".pol/verifier/models", help="a verifier's model store directory")
     src.add_argument("--verifier", help="HOST:PORT: fetch models over gRPC instead")
     a.add_argument("--data-dir")
+    a.add_argument("--eval-workers", type=int, help="test-set evaluation processes (default: one per core; 0: in-process)")
+    a.add_argument("--ray-address", help="evaluate on this Ray cluster (e.g. 10.0.0.5:6379, or 'local')")
     a.set_defaults(func=cmd_audit)

@@ -15,7 +15,8 @@ def cmd_serve(args) -> int:
     cfg = load_config(args.config, deployment=args.deployment, data_root=args.data_root, listen=args.listen,
                       rpc_url=args.rpc_url, data_dir=args.data_dir, metrics_port=args.metrics_port,
                       fault_pause=args.fault_pause, fault_pause_s=args.fault_pause_s,
-                      receipt_wait_s=args.receipt_wait_s)
+                      receipt_wait_s=args.receipt_wait_s, eval_workers=args.eval_workers,
+                      ray_address=args.ray_address, ray_actors=args.ray_actors)
     key = resolve_key(args, Deployment.load(cfg.deployment).chain_id)
     serve(VerifierNode(cfg, key), cfg.listen)
     return 0
@@ -33,6 +34,9 @@ def register(sub) -> None:
     s.add_argument("--data-dir", help="CIFAR-10 directory for cifar10-resnet18")
     s.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
     s.add_argument("--receipt-wait-s", type=float)
+    s.add_argument("--eval-workers", type=int, help="test-set evaluation processes (default: one per core; 0: in-process)")
+    s.add_argument("--ray-address", help="evaluate on this Ray cluster (e.g. 10.0.0.5:6379, or 'local')")
+    s.add_argument("--ray-actors", type=int, help="Ray actors (default: one per CPU of the cluster)")
     s.add_argument("--log-level", default="INFO")
     s.add_argument("--fault-pause", choices=["before_send", "after_send"], help=argparse_hidden())
     s.add_argument("--fault-pause-s", type=float, help=argparse_hidden())

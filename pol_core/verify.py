@@ -7,10 +7,11 @@ from typing import Mapping, Sequence
 
 import torch
 
+from .evaluation import Evaluator, KnownCount, evaluate_serial, get_known_correct
 from .header import Header, compute_header_hash
 from .requirements import compute_requirements, process_requirements_check
 from .rules import process_accuracy_rules, process_chain_position
-from .step import compute_correct, process_update
+from .step import process_update
 from .tasks import Task
 from .types import (
     Address,
@@ -75,8 +76,20 @@ def process_proof_position(parent: Header, parent_hash: Hash32, proof: Proof) ->
         raise InvalidHeader(f"height {proof.height} does not follow parent height {parent.height}")
 
 
-def compute_verdict(task: Task, parent: Header, parent_hash: Hash32, difficulty: Difficulty, proof: Proof) -> Verdict:
-    """Verify a proof against its parent on CPU and build the header the verifier attests."""
+def compute_verdict(
+    task: Task,
+    parent: Header,
+    parent_hash: Hash32,
+    difficulty: Difficulty,
+    proof: Proof,
+    evaluator: Evaluator = evaluate_serial,
+    known_before: KnownCount | None = None,
+) -> Verdict:
+    """Verify a proof against its parent on CPU and build the header the verifier attests.
+
+    `evaluator` computes the correct counts (any evaluator gives the serial code's integers);
+    `known_before` is a count the caller's rules vouch for, used only if W is exactly those weights.
+    """
     t0 = time.perf_counter()
     process_proof_shape(task, proof)
     process_proof_position(parent, parent_hash, proof)
@@ -95,9 +108,11 @@ def compute_verdict(task: Task, parent: Header, parent_hash: Hash32, difficulty:
     new_hash = compute_weights_hash(new_state)
     t_hash = time.perf_counter()
 
-    correct_after = compute_correct(model, task.test_x, task.test_y, task.config.eval_batch)
-    model.load_state_dict(proof.state)
-    correct_before = compute_correct(model, task.test_x, task.test_y, task.config.eval_batch)
+    # W is evaluated only where the rules do not already vouch for its count (W = the parent's W').
+    known = get_known_correct(known_before, proof.weights_hash)
+    counts = evaluator(task, [new_state] if known is not None else [new_state, proof.state])
+    correct_after = counts[0]
+    correct_before = known if known is not None else counts[1]
     t_eval = time.perf_counter()
 
     header = Header(

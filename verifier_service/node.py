@@ -11,6 +11,7 @@ import torch
 
 from pol_chain.client import ChainClient, ChainUnavailable, ContractReverted, StaleParent
 from pol_chain.deploy import Deployment
+from pol_core.evaluation import KnownCount
 from pol_core.header import Header, compute_genesis_header, compute_header_hash
 from pol_core.keccak import keccak256
 from pol_core.step import enable_deterministic_mode
@@ -18,6 +19,7 @@ from pol_core.tasks import Task, load_task
 from pol_core.types import ConsensusError, Hash32
 from pol_core.verify import Proof, Verdict, compute_verdict, process_proof_shape
 from pol_core.weights import compute_state_nbytes
+from pol_eval import Backend, EvaluationError, make_evaluator
 
 from .config import VerifierConfig
 from .journal import Journal, ModelStore
@@ -57,7 +59,8 @@ def compute_proof_id(proof: Proof) -> bytes:
 
 
 class VerifierNode:
-    def __init__(self, cfg: VerifierConfig, private_key: str, task: Task | None = None):
+    def __init__(self, cfg: VerifierConfig, private_key: str, task: Task | None = None,
+                 evaluator: Backend | None = None):
         enable_deterministic_mode()
         # Verification on one thread: conv and matmul results then do not depend on the thread
         # count, so any verifier on the same CPU type recomputes the same W' bit for bit.
@@ -69,6 +72,8 @@ class VerifierNode:
             raise SystemExit(f"task {self.task.name} has spec hash 0x{self.task.spec_hash.hex()}, "
                              f"but the contract was deployed for {self.deployment.genesis['taskSpecHash']}")
         self.chain: ChainClient = self.deployment.client(private_key, rpc_url=cfg.rpc_url)
+        # Test-set evaluation: warm worker processes (or a Ray cluster), bit-identical to the serial code.
+        self.evaluator = evaluator or make_evaluator(cfg.eval_workers, cfg.ray_address, cfg.ray_actors, self.task)
         root = Path(cfg.data_root)
         self.journal = Journal(root / "journal.sqlite")
         self.models = ModelStore(root / "models")
@@ -192,10 +197,17 @@ class VerifierNode:
             with self._verify_slots:
                 # The tip may have moved while this proof waited for a slot.
                 tip = self.process_position(proof)
+                # The tip's W' and its count are canonical (attested), so W = W' needs no evaluation.
+                known = KnownCount(tip.header.new_weights_hash, tip.header.correct_after)
                 try:
-                    verdict = compute_verdict(self.task, tip.header, tip.block_hash, tip.difficulty, proof)
+                    verdict = compute_verdict(self.task, tip.header, tip.block_hash, tip.difficulty, proof,
+                                              evaluator=self.evaluator, known_before=known)
                 except ConsensusError as e:
                     raise Rejection("INVALID_ARGUMENT", e.reason, str(e)) from e
+                except EvaluationError as e:
+                    # The proof may be valid: the verifier failed, so the miner should retry.
+                    log.error("evaluation failed", extra={"error": str(e)})
+                    raise Rejection("UNAVAILABLE", "EVALUATION_FAILED", str(e)) from e
         finally:
             self.release(client)
         for phase, seconds in verdict.timings.items():
@@ -233,6 +245,13 @@ class VerifierNode:
     def start(self) -> None:
         self._attester.start()
         self._attest_wake.set()
+        threading.Thread(target=self._prepare_evaluator, name="eval-warmup", daemon=True).start()
+
+    def _prepare_evaluator(self) -> None:
+        try:
+            self.evaluator.prepare(self.task)
+        except Exception:  # the first proof retries, and reports the failure to its miner
+            log.exception("evaluation workers did not start")
 
     def stop(self) -> None:
         self._stop.set()
@@ -241,6 +260,7 @@ class VerifierNode:
             self._tip_changed.notify_all()
         if self._attester.is_alive():
             self._attester.join(timeout=10)
+        self.evaluator.close()
         self.journal.close()
 
     def _pause(self, point: str) -> None:
