@@ -126,6 +126,7 @@ class LocalPool:
         self.batches_per_shard = batches_per_shard
         self.on_dispatch: Callable[[int, ShardKey], None] | None = None  # fault injection in tests
         self.replaced = 0  # workers lost and replaced, for logs and tests
+        self.cpu_s = 0.0  # CPU seconds the workers spent on shards (loading models included)
         self._lock = threading.Lock()
         self._sel = selectors.DefaultSelector()
         self._procs: dict[int, _Proc] = {}  # by the fd of the worker's socket
@@ -344,6 +345,8 @@ class LocalPool:
     def _pump(self, timeout: float) -> None:
         for key, _ in self._sel.select(timeout):
             p: _Proc = key.data
+            if self._procs.get(p.fd) is not p:
+                continue  # forgotten while handling an earlier event of this round
             try:
                 data = os.read(p.fd, 1 << 16)
             except OSError:
@@ -384,6 +387,7 @@ class LocalPool:
             self._start_failures = 0
         elif op == "done":
             job, p.job, p.state = p.job, None, "idle"
+            self.cpu_s += float(msg.get("cpu", 0.0))
             run = self._run
             # Only the answer to the job in flight, for the proof being evaluated now, is a count.
             if job is None or msg.get("id") != job[0] or run is None or job[1] != run.generation:
@@ -396,6 +400,11 @@ class LocalPool:
             p.state = "idle"
             if was_binding:
                 self._forget(p, kill=True)
+            run = self._run
+            # A failed shard of an abandoned evaluation says nothing about the one running now.
+            if not was_binding and (job is None or run is None or job[1] != run.generation):
+                log.warning("evaluation worker failed on an abandoned shard", extra={"error": msg.get("message")})
+                return
             raise EvaluationError(f"evaluation worker {p.pid} failed: {msg.get('message')}"
                                   + (f" (shard {job[2]})" if job else ""))
 

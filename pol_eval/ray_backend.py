@@ -13,6 +13,7 @@ torch, so an actor runs its set-up (pol_eval.worker.setup_process) before torch 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
@@ -61,11 +62,13 @@ class ShardActor:
         self.runner.load(0, -1, self.layout.read(ray.get(genesis_ref[0])))
         return {"settings": describe_settings(), "canary": self.runner.canary(0)}
 
-    def count(self, generation: int, slot: int, state_ref: list[Any], start: int, stop: int) -> list[int]:
+    def count(self, generation: int, slot: int, state_ref: list[Any], start: int, stop: int) -> list[float]:
+        """[correct, fragile_correct, fragile_wrong, CPU seconds spent]."""
+        t0 = time.process_time()
         if not self.runner.has(slot, generation):
             self.runner.load(slot, generation, self.layout.read(ray.get(state_ref[0])))
         c = self.runner.count(slot, start, stop)
-        return [c.correct, c.fragile_correct, c.fragile_wrong]
+        return [c.correct, c.fragile_correct, c.fragile_wrong, time.process_time() - t0]
 
 
 @dataclass
@@ -101,6 +104,7 @@ class RayEvaluator:
         self.max_attempts = max_attempts
         self.batches_per_shard = batches_per_shard
         self.replaced = 0
+        self.cpu_s = 0.0  # CPU seconds the actors spent on shards (loading models included)
         self._lock = threading.Lock()
         self._binding: _RayBinding | None = None
         self._here = describe_settings()
@@ -160,6 +164,7 @@ class RayEvaluator:
                         raise EvaluationError(f"Ray shard {key} failed: {e}") from e
                     else:
                         results[key] = RobustCount(correct=int(c[0]), fragile_correct=int(c[1]), fragile_wrong=int(c[2]))
+                        self.cpu_s += float(c[3])
                         idle.append(actor)
             return [sum_counts([results[ShardKey(slot, a, z)] for a, z in shards]) for slot in range(len(states))]
 

@@ -12,7 +12,7 @@ Worker protocol (pol_eval.wire frames over the worker's socket):
     pool   -> bind  {spec, build, eval_batch, logit_margin, test: {...}, models: {...}}
     worker -> bound {spec, canary}                     (canary: hash of the genesis model's logits)
     pool   -> eval  {id, gen, slot, start, stop}
-    worker -> done  {id, counts: [correct, fragile_correct, fragile_wrong]}  or  error {id, message}
+    worker -> done  {id, counts: [correct, fragile_correct, fragile_wrong], cpu}  or  error {id, message}
     pool   -> exit                                     (or end of stream: the pool is gone)
 
 The test set and the proof's states live in shared memory the pool owns; the worker maps them, keeps
@@ -25,6 +25,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -88,11 +89,12 @@ class Worker:
         # A shard before any task is bound has no test set to run on.
         if self.runner is None or self.models_map is None:
             raise RuntimeError("eval before bind")
+        t0 = time.process_time()
         slot, gen = msg["slot"], msg["gen"]
         if not self.runner.has(slot, gen):
             self.runner.load(slot, gen, self.layout.read(self.models_map, self.slots[slot]))
         c = self.runner.count(slot, msg["start"], msg["stop"])
-        wire.send(self.replies, {"op": "done", "id": msg["id"],
+        wire.send(self.replies, {"op": "done", "id": msg["id"], "cpu": time.process_time() - t0,
                                  "counts": [c.correct, c.fragile_correct, c.fragile_wrong]})
 
 
