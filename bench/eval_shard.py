@@ -3,15 +3,15 @@
     .venv/bin/python bench/eval_shard.py [--sizes 200,1000,10000] [--backends serial,1,2,ray] [--repeats 3]
 
 For each size, generated data in CIFAR-10's on-disk format (the real task's eval_batch of 500, so
-10,000 images make 20 eval batches per state, 40 shards per proof), and for each backend in turn
-(started, warmed up, measured, stopped):
+10,000 images make 20 eval batches per state, 40 shards per proof), and for each backend:
 
-- proof: the verifier's own compute_verdict on one proof (k = 1, requirement met; the accuracy rule
-  decides acceptance, after both evaluations, so the time is the same either way);
+- proof wall: the verifier's own compute_verdict on one proof (k = 1, requirement met; the accuracy
+  rule decides acceptance, after both evaluations, so the time is the same either way);
 - proof CPU: CPU seconds of that proof, this process plus the workers' (they report their own),
-  the figure to trust for overheads when the machine is shared;
-- 2 evals: the evaluator alone on W' and W.
+  the figure to trust for overheads when the machine is shared.
 
+All backends are open at once and each round runs every backend once, in turn; ratios are medians
+of per-round ratios, so a drifting load hits the compared figures alike.
 Backends: serial (pol_core.evaluation.evaluate_serial, on this thread), N (a LocalPool of N workers),
 ray (a local Ray instance with 2 actors). Every backend's outcome (header, or the rule and counts
 that rejected it) must equal the serial one; the script stops if it does not. The machine's load
@@ -76,81 +76,88 @@ def open_backend(name: str):
     return pool, pool.close
 
 
-def bench_size(n: int, backends: list[str], repeats: int) -> dict[str, dict[str, float]]:
-    rows: dict[str, dict[str, float]] = {}
-    reference: tuple = ()
+def bench_size(n: int, backends: list[str], repeats: int) -> dict[str, dict[str, list[float]]]:
+    """Per backend: wall and CPU seconds of each round. All backends stay open, and every round runs
+    each of them once, in turn, so that a change of the machine's load hits them alike."""
+    runs: dict[str, dict[str, list[float]]] = {b: {"wall": [], "cpu": [], "load": []} for b in backends}
     with tempfile.TemporaryDirectory() as d:
         write_cifar_like(d, n_train_per_file=8, n_test=n)
         task = load_task("cifar10-resnet18", d)
-        proof, parent, parent_hash, states = proof_from_genesis(task)
-        for name in backends:
-            load0 = os.getloadavg()[0]
-            t0 = time.perf_counter()
-            ev, close = open_backend(name)
-            try:
+        proof, parent, parent_hash, _ = proof_from_genesis(task)
+        opened = {}
+        reference: tuple = ()
+        try:
+            for name in backends:
+                t0 = time.perf_counter()
+                opened[name] = open_backend(name)
+                ev = opened[name][0]
                 if hasattr(ev, "prepare"):
                     ev.prepare(task)
-                startup = time.perf_counter() - t0
                 _, _, out = verify_once(task, proof, parent, parent_hash, ev)  # warm-up: models built, caches hot
                 reference = reference or out
                 # Bit-identity is the point: a backend with other counts has no time worth reporting.
                 if out != reference:
                     raise SystemExit(f"{name}: outcome {out} differs from {backends[0]}'s {reference}")
-                proofs, cpus, evals, eval_cpus = [], [], [], []
-                for _ in range(repeats):
-                    t, cpu, out = verify_once(task, proof, parent, parent_hash, ev)
+                print(f"  {n:>6} {name:>6}: ready in {time.perf_counter() - t0:.1f}s (start-up and one warm-up proof)",
+                      flush=True)
+            for r in range(repeats):
+                for name in backends:
+                    load = os.getloadavg()[0]
+                    wall, cpu, out = verify_once(task, proof, parent, parent_hash, opened[name][0])
                     if out != reference:
                         raise SystemExit(f"{name}: outcome {out} differs from {backends[0]}'s {reference}")
-                    proofs.append(t)
-                    cpus.append(cpu)
-                    c1, t1 = cpu_now(ev), time.perf_counter()
-                    ev(task, states)
-                    evals.append(time.perf_counter() - t1)
-                    eval_cpus.append(cpu_now(ev) - c1)
-            finally:
+                    runs[name]["wall"].append(wall)
+                    runs[name]["cpu"].append(cpu)
+                    runs[name]["load"].append(load)
+                print(f"  {n:>6} round {r + 1}: " + "  ".join(
+                    f"{b} {runs[b]['wall'][-1]:.2f}s/{runs[b]['cpu'][-1]:.2f}s cpu" for b in backends)
+                    + f"  load {os.getloadavg()[0]:.2f}", flush=True)
+        finally:
+            for _, close in opened.values():
                 close()
-            rows[name] = {"proof": statistics.median(proofs), "cpu": statistics.median(cpus),
-                          "eval": statistics.median(evals), "eval_cpu": statistics.median(eval_cpus), "startup": startup,
-                          "load0": load0, "load1": os.getloadavg()[0]}
-            r = rows[name]
-            print(f"  {n:>6} {name:>6}: proof {r['proof']:8.2f}s  CPU {r['cpu']:8.2f}s  2 evals {r['eval']:8.2f}s"
-                  f"  start-up {startup:5.1f}s"
-                  f"  load {load0:.2f}->{r['load1']:.2f}  runs {', '.join(f'{x:.2f}' for x in proofs)}", flush=True)
         print(f"  {n:>6} outcome, identical for every backend: {reference[0]} {reference[1][:80]}", flush=True)
-    return rows
+    return runs
 
 
-def report(results: dict[int, dict[str, dict[str, float]]], repeats: int) -> None:
-    print(f"\n| test images | backend | proof (s) | proof CPU (s) | 2 evals (s) | vs 1 worker | efficiency | load avg "
-          "| median of |")
-    print("|---:|---|---:|---:|---:|---:|---:|---|---:|")
-    for n, rows in results.items():
-        one = rows.get("1")
-        for name, r in rows.items():
+def paired(runs: dict[str, dict[str, list[float]]], a: str, b: str, key: str) -> float:
+    """Median over rounds of a's time over b's time in the same round."""
+    return statistics.median(x / y for x, y in zip(runs[a][key], runs[b][key]))
+
+
+def report(results: dict[int, dict[str, dict[str, list[float]]]], repeats: int) -> None:
+    med = statistics.median
+    print(f"\n| test images | backend | proof wall (s) | proof CPU (s) | wall vs 1 worker | efficiency | load avg |")
+    print("|---:|---|---:|---:|---:|---:|---|")
+    for n, runs in results.items():
+        for name, r in runs.items():
             workers = {"serial": 1, "ray": 2}.get(name) or int(name)
-            ratio = r["proof"] / one["proof"] if one else float("nan")
-            eff = one["proof"] / (workers * r["proof"]) if one else float("nan")
-            print(f"| {n:,} | {name} | {r['proof']:.2f} | {r['cpu']:.2f} | {r['eval']:.2f} | {ratio:.2f}x | {100 * eff:.0f}% "
-                  f"| {r['load0']:.2f}-{r['load1']:.2f} | {repeats} |")
-    for n, rows in results.items():
-        if "serial" in rows and "1" in rows:
+            ratio = paired(runs, name, "1", "wall") if "1" in runs else float("nan")
+            print(f"| {n:,} | {name} | {med(r['wall']):.2f} | {med(r['cpu']):.2f} | {ratio:.2f}x | "
+                  f"{100 / (workers * ratio):.0f}% | {min(r['load']):.2f}-{max(r['load']):.2f} |")
+    print(f"(medians of {repeats} rounds; ratios are medians of per-round ratios)")
+    for n, runs in results.items():
+        if {"serial", "1"} <= runs.keys():
             print(f"{n:,} images: sharding overhead at 1 worker vs serial: "
-                  f"{100 * (rows['1']['proof'] / rows['serial']['proof'] - 1):+.1f}% wall, "
-                  f"{100 * (rows['1']['cpu'] / rows['serial']['cpu'] - 1):+.1f}% CPU (goal: at most 5%)")
-        if "1" in rows and "2" in rows:
-            print(f"{n:,} images: 2 workers take {rows['2']['proof'] / rows['1']['proof']:.2f}x the 1-worker time "
+                  f"{100 * (paired(runs, '1', 'serial', 'wall') - 1):+.1f}% wall, "
+                  f"{100 * (paired(runs, '1', 'serial', 'cpu') - 1):+.1f}% CPU (goal: at most 5%)")
+        if {"1", "2"} <= runs.keys():
+            print(f"{n:,} images: 2 workers take {paired(runs, '2', '1', 'wall'):.2f}x the 1-worker time "
                   "(goal at 10,000: at most 0.6x)")
-    # Projection from the largest size with a serial figure, in CPU seconds (what an idle core gives).
-    sized = [n for n, rows in results.items() if "serial" in rows]
-    if not sized:
+    # Projection in CPU seconds (what an idle core gives): serial proof CPU = fixed + 2 n per-image.
+    sizes = sorted(n for n, runs in results.items() if "serial" in runs)
+    if not sizes:
         return
-    n = max(sized)
-    s = results[n]["serial"]
-    per_image = s["eval_cpu"] / (2 * n)
-    fixed = s["cpu"] - s["eval_cpu"]  # update, hashes, checks: on the verifier's own thread
+    cpu = {n: med(results[n]["serial"]["cpu"]) for n in sizes}
+    if len(sizes) > 1:
+        lo, hi = sizes[0], sizes[-1]
+        per_image = (cpu[hi] - cpu[lo]) / (2 * (hi - lo))
+        fixed = cpu[lo] - 2 * lo * per_image
+    else:
+        per_image, fixed = cpu[sizes[0]] / (2 * sizes[0]), 0.0
     shard_s = 500 * per_image  # one eval batch of the real task
-    print(f"\nprojection, NOT RUN on such machines: serial CPU per image {1000 * per_image:.2f} ms ({n:,} images), "
-          f"fixed part of a proof {fixed:.2f} s, idle cores, no scaling loss beyond whole shards")
+    print(f"\nprojection, NOT RUN on such machines: serial CPU per image {1000 * per_image:.2f} ms, fixed part of a "
+          f"proof {fixed:.2f} s (fit over {', '.join(f'{n:,}' for n in sizes)} images); idle cores, no scaling "
+          "loss beyond whole shards")
     print("| cores | 10,000 test images: proof (s) | shards per worker (40 in all) |")
     print("|---:|---:|---:|")
     for cores in (1, 2, 16, 64):

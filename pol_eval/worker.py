@@ -42,8 +42,8 @@ def attach(name: str, size: int) -> mmap.mmap:
 
 
 class Worker:
-    def __init__(self, replies: int):
-        self.replies = replies
+    def __init__(self, conn: int):
+        self.conn = conn
         self.runner: Any = None
         self.layout: Any = None
         self.slots: list[int] = []
@@ -59,7 +59,7 @@ class Worker:
                 raise ValueError(f"unknown command {msg['op']!r}")
         except Exception as e:  # noqa: BLE001 - every failure is reported to the pool, the worker lives on
             traceback.print_exc(file=sys.stderr)
-            wire.send(self.replies, {"op": "error", "id": msg.get("id"), "message": f"{type(e).__name__}: {e}"})
+            wire.send(self.conn, {"op": "error", "id": msg.get("id"), "message": f"{type(e).__name__}: {e}"})
 
     def bind(self, msg: dict[str, Any]) -> None:
         import torch
@@ -83,7 +83,7 @@ class Worker:
         self.models_map = attach(m["shm"], m["nbytes"])
         self.runner = ShardRunner(load_builder(msg["build"]), x, y, msg["eval_batch"], msg["logit_margin"])
         self.runner.load(0, -1, self.layout.read(self.models_map, m["genesis"]))  # the next proof reloads slot 0
-        wire.send(self.replies, {"op": "bound", "spec": msg["spec"], "canary": self.runner.canary(0)})
+        wire.send(self.conn, {"op": "bound", "spec": msg["spec"], "canary": self.runner.canary(0)})
 
     def evaluate(self, msg: dict[str, Any]) -> None:
         # A shard before any task is bound has no test set to run on.
@@ -94,7 +94,7 @@ class Worker:
         if not self.runner.has(slot, gen):
             self.runner.load(slot, gen, self.layout.read(self.models_map, self.slots[slot]))
         c = self.runner.count(slot, msg["start"], msg["stop"])
-        wire.send(self.replies, {"op": "done", "id": msg["id"], "cpu": time.process_time() - t0,
+        wire.send(self.conn, {"op": "done", "id": msg["id"], "cpu": time.process_time() - t0,
                                  "counts": [c.correct, c.fragile_correct, c.fragile_wrong]})
 
 
