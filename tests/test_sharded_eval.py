@@ -15,13 +15,13 @@ import torch
 from pol_core.evaluation import KnownCount, evaluate_serial
 from pol_core.header import compute_genesis_header, compute_header_hash
 from pol_core.keccak import keccak256
-from pol_core.requirements import compute_requirements
-from pol_core.step import compute_correct, compute_robust_count
+from pol_core.requirements import compute_requirements, is_requirements_met
+from pol_core.step import compute_correct, compute_robust_count, process_update
 from pol_core.tasks import cifar, digits
 from pol_core.tasks.spec import Task
 from pol_core.types import ConsensusError
 from pol_core.verify import Proof, compute_verdict
-from pol_core.weights import compute_weights_hash
+from pol_core.weights import compute_weights_hash, get_flat_params
 from pol_eval import ShardFailed, WorkerMismatch, make_evaluator
 from pol_eval.layout import StateLayout
 from pol_eval.pool import LocalPool
@@ -365,6 +365,74 @@ def test_verifier_service_with_two_workers_accepts_and_leaves_nothing_running(an
         vp2.stop()
     assert vp2.proc.returncode == 0
     assert wait_for(lambda: not any(_alive(w) for w in workers), 10)
+
+
+class SpyEvaluator:
+    """The serial evaluator, recording how many states each verdict asked for."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, task, states):
+        self.calls.append(len(states))
+        return evaluate_serial(task, states)
+
+    def prepare(self, task, timeout_s=None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_verifier_does_not_evaluate_w_when_it_is_the_tips_w_prime(anvil, digits, tmp_path):
+    """A proof whose W is the tip's canonical W' is verified with one evaluation; its correctBefore is
+    the tip's correctAfter, and the block is accepted and attested like any other."""
+    from prover.client import VerifierClient
+    from prover.faithful import draw_indices
+    from verifier_service.config import VerifierConfig
+    from verifier_service.node import VerifierNode
+    from verifier_service.server import create_server
+
+    from .helpers import KEY
+
+    deploy_fresh(anvil.url, digits, tmp_path / "d.json")
+    spy = SpyEvaluator()
+    node = VerifierNode(VerifierConfig(deployment=str(tmp_path / "d.json"), data_root=str(tmp_path / "v"),
+                                       receipt_wait_s=20), KEY, task=digits, evaluator=spy)
+    server, port = create_server(node, "127.0.0.1:0")
+    node.start()
+    server.start()
+    client = VerifierClient(f"127.0.0.1:{port}")
+    try:
+        tip = client.get_tip()
+        found = mine_on(digits, tip)
+        first = submit_found(client, digits, tip, found)
+        assert first.attested
+        # Mined from genesis: W is the genesis tip's W' only if the very first attempt met R.
+        assert spy.calls == [1 if compute_weights_hash(found.state) == bytes(tip.model_hash) else 2]
+        tip = client.get_tip()
+        w = client.get_model(bytes(tip.model_hash), list(digits.genesis_state))  # the canonical W'
+        reqs = compute_requirements(bytes(tip.block_hash), tip.difficulty, digits.num_params)
+        gen = torch.Generator().manual_seed(11)
+        for _ in range(2000):  # one step from W' itself that meets R and gains accuracy
+            indices = draw_indices(gen, digits.train_size, digits.config.batch_size)
+            model = digits.model_from_state(w)
+            before = get_flat_params(model)
+            process_update(model, *digits.batch(indices), digits.config.lr)
+            if is_requirements_met(before, get_flat_params(model), reqs) and compute_correct(
+                    model, digits.test_x, digits.test_y, digits.config.eval_batch) > first.correct_after:
+                break
+        else:
+            pytest.fail("no one-step proof from the tip's W'")
+        second = client.submit(digits.name, bytes(tip.block_hash), tip.height + 1, indices, bytes(tip.model_hash),
+                               w, MINER)
+        assert second.attested and second.height == 2
+        assert second.correct_before == first.correct_after
+        assert spy.calls[-1] == 1  # W' only: W's count came from the tip
+    finally:
+        client.close()
+        server.stop(0)
+        node.stop()
 
 # ── Ray, last: its processes are stopped when the module ends ──
 
