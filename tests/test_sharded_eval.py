@@ -336,9 +336,9 @@ def wait_for(predicate, timeout: float = 60.0) -> bool:
     return predicate()
 
 
-def test_verifier_service_with_two_workers_accepts_and_leaves_nothing_running(anvil, digits, tmp_path):
+def test_a_killed_verifier_leaves_no_evaluation_process_behind(anvil, digits, tmp_path):
     """`pol verifier serve --eval-workers 2`: a real proof over gRPC is verified by the pool with the
-    serial counts; workers die with a kill -9'd verifier and stop with a stopped one."""
+    serial counts; after a kill -9 of the verifier its zygote and workers exit on their own."""
     from prover.client import VerifierClient
 
     deploy_fresh(anvil.url, digits, tmp_path / "d.json")
@@ -357,36 +357,30 @@ def test_verifier_service_with_two_workers_accepts_and_leaves_nothing_running(an
         assert wait_for(lambda: not any(_alive(w) for w in workers), 30)
     finally:
         vp.stop()
-    vp2 = start_verifier_process(tmp_path / "d.json", tmp_path / "v", "--eval-workers", "2")
-    try:
-        assert wait_for(lambda: len(eval_processes(vp2.proc.pid)) == 3)
-        workers = eval_processes(vp2.proc.pid)
-    finally:
-        vp2.stop()
-    assert vp2.proc.returncode == 0
-    assert wait_for(lambda: not any(_alive(w) for w in workers), 10)
 
 
 class SpyEvaluator:
-    """The serial evaluator, recording how many states each verdict asked for."""
+    """A local pool, recording how many states each verdict asked for."""
 
-    def __init__(self) -> None:
+    def __init__(self, inner: LocalPool) -> None:
+        self.inner = inner
         self.calls: list[int] = []
 
     def __call__(self, task, states):
         self.calls.append(len(states))
-        return evaluate_serial(task, states)
+        return self.inner(task, states)
 
     def prepare(self, task, timeout_s=None) -> None:
-        pass
+        self.inner.prepare(task, timeout_s)
 
     def close(self) -> None:
-        pass
+        self.inner.close()
 
 
 def test_verifier_does_not_evaluate_w_when_it_is_the_tips_w_prime(anvil, digits, tmp_path):
-    """A proof whose W is the tip's canonical W' is verified with one evaluation; its correctBefore is
-    the tip's correctAfter, and the block is accepted and attested like any other."""
+    """A verifier with a pool: a proof whose W is the tip's canonical W' is verified with one
+    evaluation, its correctBefore is the tip's correctAfter, and the block is accepted and attested
+    like any other; stopping the verifier stops the pool's processes."""
     from prover.client import VerifierClient
     from prover.faithful import draw_indices
     from verifier_service.config import VerifierConfig
@@ -396,7 +390,7 @@ def test_verifier_does_not_evaluate_w_when_it_is_the_tips_w_prime(anvil, digits,
     from .helpers import KEY
 
     deploy_fresh(anvil.url, digits, tmp_path / "d.json")
-    spy = SpyEvaluator()
+    spy = SpyEvaluator(LocalPool(2))
     node = VerifierNode(VerifierConfig(deployment=str(tmp_path / "d.json"), data_root=str(tmp_path / "v"),
                                        receipt_wait_s=20), KEY, task=digits, evaluator=spy)
     server, port = create_server(node, "127.0.0.1:0")
@@ -429,10 +423,12 @@ def test_verifier_does_not_evaluate_w_when_it_is_the_tips_w_prime(anvil, digits,
         assert second.attested and second.height == 2
         assert second.correct_before == first.correct_after
         assert spy.calls[-1] == 1  # W' only: W's count came from the tip
+        pids = spy.inner.worker_pids() + [spy.inner.zygote_pid]
     finally:
         client.close()
         server.stop(0)
         node.stop()
+    assert len(pids) == 3 and wait_for(lambda: not any(_alive(pid) for pid in pids), 10)
 
 # ── Ray, last: its processes are stopped when the module ends ──
 
