@@ -60,7 +60,7 @@ def open_backend(name: str):
     if name == "ray":
         import ray
 
-        from pol_eval.ray_backend import RayEvaluator
+        from verifier_service.evaluation.ray_backend import RayEvaluator
 
         ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
         ev = RayEvaluator(actors=2)
@@ -70,7 +70,7 @@ def open_backend(name: str):
             ray.shutdown()
 
         return ev, close
-    from pol_eval.pool import LocalPool
+    from verifier_service.evaluation.pool import LocalPool
 
     pool = LocalPool(int(name))
     return pool, pool.close

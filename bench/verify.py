@@ -19,14 +19,15 @@ import torch
 from pol_core.header import Header, compute_header_hash
 from pol_core.keccak import keccak256
 from pol_core.requirements import compute_requirements, is_requirements_met
-from pol_core.step import compute_correct, enable_deterministic_mode, process_update
-from pol_core.tasks import load_task
+from pol_core.step import compute_correct, enable_deterministic_mode, process_step
+from pol_core.tasks import Task, load_task
 from pol_core.tasks.cifar import write_cifar_like
 from pol_core.verify import process_indices_check
-from pol_core.weights import compute_weights_hash, get_flat_params, get_state, process_state_check
+from pol_core.types import ZERO_ADDRESS, CorrectCount, Difficulty, Hash32, Height, SampleIndex
+from pol_core.weights import StateDict, compute_weights_hash, get_flat_params, get_state, process_state_check
 
 
-def verify_phases(task, state, indices, parent: bytes, k: int) -> dict[str, float]:
+def verify_phases(task: Task, state: StateDict, indices: tuple[int, ...], parent: Hash32, k: Difficulty) -> dict[str, float]:
     """compute_verdict's phases, timed, without stopping at a failed check."""
     t = {}
     t0 = time.perf_counter()
@@ -37,7 +38,7 @@ def verify_phases(task, state, indices, parent: bytes, k: int) -> dict[str, floa
     t["shape+hash(W)"] = t1 - t0
     model = task.scratch_model(state)
     before = get_flat_params(model)
-    process_update(model, *task.batch(indices), task.config.lr)
+    process_step(model, *task.batch(indices), task.config)
     reqs = compute_requirements(parent, k, task.num_params)
     is_requirements_met(before, get_flat_params(model), reqs)
     t2 = time.perf_counter()
@@ -51,33 +52,34 @@ def verify_phases(task, state, indices, parent: bytes, k: int) -> dict[str, floa
     cb = compute_correct(model, task.test_x, task.test_y, task.config.eval_batch)
     t4 = time.perf_counter()
     t["2 evaluations"] = t4 - t3
-    compute_header_hash(Header(parent, 1, task.spec_hash, wh, new_hash, tuple(indices), cb, ca, k, b"\x00" * 20))
+    compute_header_hash(Header(parent, Height(1), task.spec_hash, wh, new_hash, tuple(SampleIndex(i) for i in indices),
+                               CorrectCount(cb), CorrectCount(ca), k, ZERO_ADDRESS))
     t["header"] = time.perf_counter() - t4
     t["total"] = time.perf_counter() - t0
     return t
 
 
-def floor(task, state, indices) -> float:
+def floor(task: Task, state: StateDict, indices: tuple[int, ...]) -> float:
     """One update and two evaluations, the verification cost the paper calls constant, as the
     least code that does them from received weights: load W, step, evaluate W', reload W, evaluate W."""
     t0 = time.perf_counter()
     model = task.scratch_model(state)
-    process_update(model, *task.batch(indices), task.config.lr)
+    process_step(model, *task.batch(indices), task.config)
     compute_correct(model, task.test_x, task.test_y, task.config.eval_batch)
     model.load_state_dict(state)
     compute_correct(model, task.test_x, task.test_y, task.config.eval_batch)
     return time.perf_counter() - t0
 
 
-def bench(task, repeats: int) -> None:
+def bench(task: Task, repeats: int) -> None:
     state = {k: v.clone() for k, v in task.genesis_state.items()}
     indices = (3, 1, 4, 15)
     parent = keccak256(b"bench")
-    verify_phases(task, state, indices, parent, 8)  # warm-up
+    verify_phases(task, state, indices, parent, Difficulty(8))  # warm-up
     floor(task, state, indices)
     runs, floors = [], []
     for _ in range(repeats):
-        runs.append(verify_phases(task, state, indices, parent, 8))
+        runs.append(verify_phases(task, state, indices, parent, Difficulty(8)))
         floors.append(floor(task, state, indices))
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     f = statistics.median(floors)
@@ -97,13 +99,12 @@ def main() -> None:
     ap.add_argument("--cifar-test", type=int, default=200, help="test-set size of the generated CIFAR data")
     ap.add_argument("--skip-cifar", action="store_true")
     args = ap.parse_args()
-    enable_deterministic_mode()
-    torch.set_num_threads(1)  # the verifier's setting
-    bench(load_task("digits-cnn"), args.repeats)
+    enable_deterministic_mode()  # the verifier's settings, one thread included
+    bench(load_task("digits-cnn", rules="paper"), args.repeats)
     if not args.skip_cifar:
         with tempfile.TemporaryDirectory() as d:
             write_cifar_like(d, n_train_per_file=8, n_test=args.cifar_test)
-            bench(load_task("cifar10-resnet18", d), max(3, args.repeats // 5))
+            bench(load_task("cifar10-resnet18", d, rules="paper"), max(3, args.repeats // 5))
 
 
 if __name__ == "__main__":

@@ -6,17 +6,26 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, cast
 
-from eth_abi import decode as abi_decode
-from eth_account import Account
-from eth_utils import keccak
-from web3 import Web3
 import requests
+from eth_abi.abi import decode as abi_decode
+from eth_account import Account
+from eth_typing import ABIError, HexStr
+from eth_utils.abi import filter_abi_by_type, function_abi_to_4byte_selector, get_abi_input_types
+from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, Web3Exception
+from web3.logs import DISCARD
+from web3.types import RPCEndpoint
 
+from pol_core.difficulty import DifficultyParams
 from pol_core.header import Header, compute_header_hash, header_from_abi_tuple
-from pol_core.types import Hash32
+from pol_core.link import compute_link
+from pol_core.rulesets import RuleSet, rules_from_code
+from pol_core.types import Difficulty, Hash32, Height, Timestamp
+
+if TYPE_CHECKING:
+    from pol_core.chainbound import TipContext  # loads torch; the client itself must not
 
 
 # Only these mean "the node did not answer"; any other web3 error is a bug or a bad request.
@@ -42,18 +51,17 @@ class ContractReverted(ChainError):
 
 
 class StaleParent(ContractReverted):
-    pass
+    """The header does not extend the current tip (the contract names it by height)."""
+
+    def __init__(self, data: bytes = b"", name: str | None = None, args: tuple = ()):
+        super().__init__(data, name, args)
 
 
-class WrongHeight(ContractReverted):
-    pass
+class WrongHeight(StaleParent):
+    """The contract's refusal of a height other than tip + 1: a stale, repeated or early header."""
 
 
 class NotAttester(ContractReverted):
-    pass
-
-
-class WrongDifficulty(ContractReverted):
     pass
 
 
@@ -65,22 +73,46 @@ class SabotageGuard(ContractReverted):
     pass
 
 
+class TipRegressed(ContractReverted):
+    pass
+
+
+class IndicesNotAscending(ContractReverted):
+    pass
+
+
+class RedrawTooEarly(ContractReverted):
+    pass
+
+
+class RedrawNotAllowed(ContractReverted):
+    pass
+
+
+class SegmentNotAllowed(ContractReverted):
+    pass
+
+
 REVERT_TYPES: dict[str, type[ContractReverted]] = {
-    "StaleParent": StaleParent,
     "WrongHeight": WrongHeight,
     "NotAttester": NotAttester,
-    "WrongDifficulty": WrongDifficulty,
     "AccuracyNotImproved": AccuracyNotImproved,
     "SabotageGuard": SabotageGuard,
+    "TipRegressed": TipRegressed,
+    "IndicesNotAscending": IndicesNotAscending,
+    "RedrawTooEarly": RedrawTooEarly,
+    "RedrawNotAllowed": RedrawNotAllowed,
+    "SegmentNotAllowed": SegmentNotAllowed,
 }
 
 
 @dataclass(frozen=True)
 class TipInfo:
-    hash: Hash32
-    height: int
+    link: Hash32  # the next header's parent and the seed of its R (paper rules: the tip's block hash)
+    height: Height
     model_hash: Hash32
-    difficulty: int
+    difficulty: Difficulty  # k of the next block
+    time: Timestamp  # when the tip was recorded; redraws open from it
 
 
 @dataclass(frozen=True)
@@ -89,12 +121,15 @@ class Receipt:
     block_number: int
     gas_used: int
     block_hash: Hash32
+    link: Hash32 = Hash32(b"")  # the new tip's link, from the block's log
 
 
 @dataclass(frozen=True)
 class RecordedBlock:
     block_hash: Hash32
     header: Header
+    link: Hash32  # what its child names as parent
+    randao: Hash32  # prevrandao mixed into the link (zero under paper rules)
     tx_hash: str
     eth_block: int
     timestamp: int
@@ -117,12 +152,39 @@ def load_private_key(key_env: str | None = None, keystore: str | Path | None = N
 
 
 def compute_error_selectors(abi: list[dict[str, Any]]) -> dict[bytes, tuple[str, list[str]]]:
-    out = {}
-    for item in abi:
-        if item.get("type") == "error":
-            types = [i["type"] for i in item["inputs"]]
-            out[keccak(text=f"{item['name']}({','.join(types)})")[:4]] = (item["name"], types)
-    return out
+    """Custom-error selector -> (name, argument types), for decoding revert data."""
+    errors = filter_abi_by_type("error", cast(Sequence[ABIError], abi))
+    return {bytes(function_abi_to_4byte_selector(e)): (e["name"], list(get_abi_input_types(e))) for e in errors}
+
+
+@contextlib.contextmanager
+def errors_translated(rpc_url: str, decode_revert: Callable[[Exception], ContractReverted] | None = None
+                      ) -> Iterator[None]:
+    """The one place where web3 and network errors become this module's typed exceptions."""
+    try:
+        yield
+    except (ContractCustomError, ContractLogicError) as e:
+        raise (decode_revert(e) if decode_revert else ContractReverted(b"", None, (str(e),))) from e
+    except NETWORK_ERRORS as e:
+        raise ChainUnavailable(f"cannot reach the chain node at {rpc_url} ({describe_network_error(e)})") from e
+    except Web3Exception as e:
+        raise ChainError(str(e)) from e
+
+
+def describe_network_error(e: BaseException) -> str:
+    """A few words for a failed JSON-RPC request, instead of urllib3's nested repr."""
+    if isinstance(e, requests.exceptions.Timeout) or isinstance(e, TimeExhausted):
+        return "timed out"
+    if isinstance(e, requests.exceptions.ConnectionError):
+        return "connection refused" if "refused" in str(e).lower() else "connection failed"
+    return f"{type(e).__name__}: {e}"
+
+
+def get_chain_id(rpc_url: str, timeout: float = 10.0) -> int:
+    """The chain id at `rpc_url`; ChainUnavailable when nothing answers there."""
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    with errors_translated(rpc_url):
+        return int(w3.eth.chain_id)
 
 
 class ChainClient:
@@ -136,28 +198,71 @@ class ChainClient:
         self._errors = compute_error_selectors(abi)
         self._send_lock = threading.Lock()
         self.timeout = timeout
+        self._rules: RuleSet | None = None
+        self._task: Hash32 | None = None
 
     # ── reads ──
 
-    @contextlib.contextmanager
-    def _errors_translated(self):
-        """The one place where web3 and network errors become this module's typed exceptions."""
-        try:
-            yield
-        except (ContractCustomError, ContractLogicError) as e:
-            raise self.decode_revert(e) from e
-        except NETWORK_ERRORS as e:
-            raise ChainUnavailable(f"{self.rpc_url}: {e}") from e
-        except Web3Exception as e:
-            raise ChainError(str(e)) from e
+    def _errors_translated(self) -> contextlib.AbstractContextManager[None]:
+        return errors_translated(self.rpc_url, self.decode_revert)
+
+    def rpc(self, method: str, params: list[Any] | None = None) -> Any:
+        """A raw JSON-RPC call through web3's provider (anvil's evm_* methods, for example)."""
+        with self._errors_translated():
+            resp = self.w3.provider.make_request(RPCEndpoint(method), params or [])
+        if "error" in resp:
+            raise ChainError(f"{method}: {resp['error']}")
+        return resp["result"]
 
     def _call(self, fn):
         with self._errors_translated():
             return fn.call()
 
     def get_tip(self) -> TipInfo:
-        h, height, model, k = self._call(self.contract.functions.tip())
-        return TipInfo(Hash32(bytes(h)), int(height), Hash32(bytes(model)), int(k))
+        link, height, model, k, time = self._call(self.contract.functions.tip())
+        return TipInfo(Hash32(bytes(link)), Height(int(height)), Hash32(bytes(model)), Difficulty(int(k)),
+                       Timestamp(int(time)))
+
+    def get_rules(self) -> RuleSet:
+        """The rule set fixed at deployment (cached: it is immutable)."""
+        if self._rules is None:
+            self._rules = rules_from_code(int(self._call(self.contract.functions.RULES())))
+        return self._rules
+
+    def get_task_spec_hash(self) -> Hash32:
+        if self._task is None:
+            self._task = Hash32(bytes(self._call(self.contract.functions.TASK_SPEC_HASH())))
+        return self._task
+
+    def get_redraw_after(self) -> int:
+        return int(self._call(self.contract.functions.REDRAW_AFTER()))
+
+    def get_difficulty_params(self) -> DifficultyParams:
+        """The difficulty rule's genesis anchors, as the contract holds them."""
+        f = self.contract.functions
+        return DifficultyParams(
+            int(self._call(f.INITIAL_DIFFICULTY())), int(self._call(f.MIN_DIFFICULTY())),
+            int(self._call(f.MAX_DIFFICULTY())), int(self._call(f.TARGET_BLOCK_TIME())),
+            int(self._call(f.HALF_LIFE())), Timestamp(int(self._call(f.GENESIS_TIME()))))
+
+    def get_tip_context(self, header: Header | None = None, from_block: int = 0) -> TipContext:
+        """What a chain-bound verdict needs about the tip: its header (rebuilt from the logs unless the
+        caller already has it), its link, the k of the next block, its time, the latest chain time and
+        redrawAfter."""
+        from pol_core.chainbound import TipContext
+
+        tip = self.get_tip()
+        if header is None:
+            rec = self.find_by_link(tip.link, from_block)
+            # The tip's link is in its log; a missing log means a node that pruned it.
+            if rec is None:
+                raise ChainError(f"no BlockAttested log has link 0x{tip.link.hex()}")
+            header = rec.header
+        return TipContext(header, tip.link, Difficulty(tip.difficulty), tip.time, Timestamp(self.get_timestamp()),
+                          self.get_redraw_after())
+
+    def get_redraw_requirements(self, j: int) -> list[int]:
+        return [int(r) for r in self._call(self.contract.functions.redrawRequirements(j))]
 
     def get_latest_model_hash(self) -> Hash32:
         return Hash32(bytes(self._call(self.contract.functions.latestModelHash())))
@@ -197,8 +302,7 @@ class ChainClient:
         if self.account is None:
             raise ChainError("this client has no key; it can only read")
         with self._send_lock, self._errors_translated():
-            # Headroom over the estimate: the estimate runs at another timestamp, and a retarget
-            # block's loop length depends on the timestamp it is mined at.
+            # Headroom over the estimate: the estimate runs at another timestamp and prevrandao.
             estimate = fn.estimate_gas({"from": self.account.address})
             tx = fn.build_transaction({
                 "from": self.account.address,
@@ -214,10 +318,47 @@ class ChainClient:
         return Receipt("0x" + bytes(tx_hash).hex().removeprefix("0x"), int(rcpt["blockNumber"]), int(rcpt["gasUsed"]),
                        Hash32(b""))
 
-    def submit_block(self, header: Header) -> Receipt:
-        """Attest `header`; returns once the receipt is in. Reverts arrive as typed exceptions."""
-        r = self._transact(self.contract.functions.submitBlock(header.as_abi_tuple()))
-        return Receipt(r.tx_hash, r.block_number, r.gas_used, compute_header_hash(header))
+    def submit_block(self, header: Header, check_tip: bool = True) -> Receipt:
+        """Attest `header`; returns once the receipt is in. Reverts arrive as typed exceptions.
+
+        The contract supplies parent (the tip's link), task and k itself, so a header built for another
+        tip is refused here before it is sent (StaleParent; `check_tip=False` leaves it to the contract's
+        height check), and the recorded hash is checked after."""
+        if check_tip:
+            self.process_header_check(header)
+        a = header.as_abi_tuple()
+        # (height, W, W', segment root, P, correctBefore, correctAfter, j, miner), the contract's order.
+        fn = self.contract.functions.submitBlock(a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11])
+        r = self._transact(fn)
+        expected = compute_header_hash(header)
+        recorded, link = self._attested_in(r.tx_hash)
+        # Only a race with another attester could make these differ; then the chain holds another block.
+        if recorded != expected:
+            raise ChainError(f"the contract recorded 0x{recorded.hex()}, not the header's 0x{expected.hex()}")
+        return Receipt(r.tx_hash, r.block_number, r.gas_used, expected, link)
+
+    def process_header_check(self, header: Header) -> None:
+        tip = self.get_tip()
+        # The contract would hash its own tip link, task and k: a header with others is not this block.
+        if header.parent != tip.link or header.height != tip.height + 1:
+            raise StaleParent(b"", "StaleParent", (tip.link, tip.height + 1))
+        if header.difficulty != tip.difficulty:
+            raise StaleParent(b"", "WrongDifficulty", (tip.difficulty, header.difficulty))
+        if header.task_spec_hash != self.get_task_spec_hash():
+            raise ChainError(f"header is for task 0x{header.task_spec_hash.hex()}, the contract for "
+                             f"0x{self.get_task_spec_hash().hex()}")
+
+    def _attested_in(self, tx_hash: str) -> tuple[Hash32, Hash32]:
+        """(block hash, link) of the BlockAttested log of a transaction."""
+        with self._errors_translated():
+            rcpt = self.w3.eth.get_transaction_receipt(HexStr(tx_hash))
+            events = self.contract.events.BlockAttested().process_receipt(rcpt, errors=DISCARD)
+        # A successful submitBlock emits exactly one BlockAttested.
+        if len(events) != 1:
+            raise ChainError(f"transaction {tx_hash} has {len(events)} BlockAttested logs")
+        block_hash = Hash32(bytes(events[0]["args"]["blockHash"]))
+        randao = Hash32(int(events[0]["args"]["randao"]).to_bytes(32, "big"))
+        return block_hash, compute_link(self.get_rules(), block_hash, randao)
 
     def set_attester(self, address: str) -> Receipt:
         """Owner only: rotate the attester."""
@@ -237,14 +378,21 @@ class ChainClient:
         with self._errors_translated():
             logs = self.contract.events.BlockAttested().get_logs(from_block=from_block)
         out, stamps = [], {}
+        rules = self.get_rules()
         for log in logs:
             n = int(log["blockNumber"])
             if n not in stamps:
                 stamps[n] = int(self.w3.eth.get_block(n)["timestamp"])
             header = header_from_abi_tuple(tuple(log["args"]["header"].values()))
-            out.append(RecordedBlock(Hash32(bytes(log["args"]["blockHash"])), header,
+            block_hash = Hash32(bytes(log["args"]["blockHash"]))
+            randao = Hash32(int(log["args"]["randao"]).to_bytes(32, "big"))
+            out.append(RecordedBlock(block_hash, header, compute_link(rules, block_hash, randao), randao,
                                      "0x" + bytes(log["transactionHash"]).hex().removeprefix("0x"), n, stamps[n]))
         return out
+
+    def find_by_link(self, link: bytes, from_block: int = 0) -> RecordedBlock | None:
+        """The recorded block whose link is `link` (the parent a header names)."""
+        return next((b for b in self.get_blocks(from_block) if b.link == link), None)
 
     def get_timestamp(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])

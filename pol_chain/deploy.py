@@ -1,21 +1,24 @@
-"""Deploy PoLChain from forge's artifact and record the deployment for the other components."""
+"""Deploy PoLChain from its compiled artifact and record the deployment for the other components."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from eth_account import Account
-from web3 import Web3
+from pol.genesis import Genesis, GenesisError
 
-from pol_core.step import compute_correct
-from pol_core.tasks import Task
+from .anvil import CHECKOUT_ROOT
+from .client import ChainClient, ChainError, errors_translated
 
-from .anvil import REPO_ROOT
-from .client import ChainClient
+# forge writes the artifact in a checkout; a built wheel carries a copy as package data.
+CHECKOUT_ARTIFACT = CHECKOUT_ROOT / "contracts" / "out" / "PoLChain.sol" / "PoLChain.json"
+PACKAGED_ARTIFACT = ("artifacts", "PoLChain.json")
 
-ARTIFACT = REPO_ROOT / "contracts" / "out" / "PoLChain.sol" / "PoLChain.json"
+
+class DeploymentError(ChainError):
+    """The deployment file is missing or is not one."""
 
 
 @dataclass(frozen=True)
@@ -25,70 +28,68 @@ class Deployment:
     address: str
     deploy_block: int
     task: str
-    genesis: dict[str, Any]
+    genesis: Genesis
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rpc_url": self.rpc_url, "chain_id": self.chain_id, "address": self.address,
+                "deploy_block": self.deploy_block, "task": self.task, "genesis": self.genesis.to_json()}
 
     def save(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")
 
     @staticmethod
     def load(path: str | Path) -> "Deployment":
-        return Deployment(**json.loads(Path(path).read_text()))
+        p = Path(path)
+        # Every command that talks to a chain starts from this file.
+        if not p.is_file():
+            raise DeploymentError(f"no deployment file at {p}")
+        try:
+            doc = json.loads(p.read_text())
+            return Deployment(rpc_url=str(doc["rpc_url"]), chain_id=int(doc["chain_id"]), address=str(doc["address"]),
+                              deploy_block=int(doc["deploy_block"]), task=str(doc["task"]),
+                              genesis=Genesis.from_json(doc["genesis"]))
+        except (ValueError, KeyError, TypeError, GenesisError) as e:
+            raise DeploymentError(f"{p} is not a deployment file: {type(e).__name__}: {e}") from e
 
     def client(self, private_key: str | None = None, rpc_url: str | None = None) -> ChainClient:
         return ChainClient(rpc_url or self.rpc_url, self.address, load_abi(), private_key)
 
 
 def load_artifact() -> dict[str, Any]:
-    # forge writes the artifact; without it there is nothing to deploy.
-    if not ARTIFACT.exists():
-        raise FileNotFoundError(f"{ARTIFACT} is missing: run `forge build` (./run.sh setup does)")
-    return json.loads(ARTIFACT.read_text())
+    """PoLChain's ABI and bytecode: from forge's output in a checkout, else from the package."""
+    if CHECKOUT_ARTIFACT.is_file():
+        return dict(json.loads(CHECKOUT_ARTIFACT.read_text()))
+    packaged = resources.files("pol_chain").joinpath(*PACKAGED_ARTIFACT)
+    if packaged.is_file():
+        return dict(json.loads(packaged.read_text()))
+    raise DeploymentError(f"the PoLChain artifact is missing: run `forge build` (./run.sh setup does), "
+                          f"which writes {CHECKOUT_ARTIFACT}")
 
 
 def load_abi() -> list[dict[str, Any]]:
-    return load_artifact()["abi"]
+    return list(load_artifact()["abi"])
 
 
-def genesis_for_task(task: Task, attester: str, owner: str, difficulty: int | None = None,
-                     retarget_interval: int = 10, target_block_time: int = 5, min_difficulty: int = 1,
-                     max_difficulty: int = 64, max_retarget_step: int = 2) -> dict[str, Any]:
-    model = task.new_model()
-    correct = compute_correct(model, task.test_x, task.test_y, task.config.eval_batch)
-    return {
-        "taskSpecHash": "0x" + task.spec_hash.hex(),
-        "weightsHash": "0x" + task.genesis_hash.hex(),
-        "numParams": task.num_params,
-        "batchSize": task.config.batch_size,
-        "correct": correct,
-        "sabotageTolerance": task.config.sabotage_tolerance,
-        "difficulty": difficulty or task.config.initial_difficulty,
-        "minDifficulty": min_difficulty,
-        "maxDifficulty": min(max_difficulty, task.num_params // 2, 255),
-        "maxRetargetStep": max_retarget_step,
-        "retargetInterval": retarget_interval,
-        "targetBlockTime": target_block_time,
-        "attester": Web3.to_checksum_address(attester),
-        "owner": Web3.to_checksum_address(owner),
-    }
+def deploy_chain(rpc_url: str, private_key: str, task_name: str, genesis: Genesis) -> Deployment:
+    """Deploy PoLChain with `genesis` and return the record of it. Evaluates nothing: the genesis
+    (its correct count included) is computed by the caller."""
+    from eth_account import Account
+    from web3 import Web3
 
-
-GENESIS_ORDER = ("taskSpecHash", "weightsHash", "numParams", "batchSize", "correct", "sabotageTolerance", "difficulty",
-                 "minDifficulty", "maxDifficulty", "maxRetargetStep", "retargetInterval", "targetBlockTime", "attester",
-                 "owner")
-
-
-def deploy_chain(rpc_url: str, private_key: str, task_name: str, genesis: dict[str, Any]) -> Deployment:
     art = load_artifact()
     w3 = Web3(Web3.HTTPProvider(rpc_url))
     acct = Account.from_key(private_key)
     factory = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"]["object"])
-    g = tuple(bytes.fromhex(genesis[k][2:]) if k in ("taskSpecHash", "weightsHash") else genesis[k] for k in GENESIS_ORDER)
-    tx = factory.constructor(g).build_transaction({
-        "from": acct.address,
-        "nonce": w3.eth.get_transaction_count(acct.address, "pending"),
-        "chainId": w3.eth.chain_id,
-    })
-    tx_hash = w3.eth.send_raw_transaction(acct.sign_transaction(tx).raw_transaction)
-    rcpt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
-    return Deployment(rpc_url, int(w3.eth.chain_id), rcpt["contractAddress"], int(rcpt["blockNumber"]), task_name, genesis)
+    with errors_translated(rpc_url):
+        tx = factory.constructor(genesis.as_abi_tuple()).build_transaction({
+            "from": acct.address,
+            "nonce": w3.eth.get_transaction_count(acct.address, "pending"),
+            "chainId": w3.eth.chain_id,
+        })
+        tx_hash = w3.eth.send_raw_transaction(acct.sign_transaction(tx).raw_transaction)
+        rcpt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
+    address = rcpt["contractAddress"]
+    if address is None:
+        raise ChainError(f"deployment transaction 0x{bytes(tx_hash).hex()} created no contract")
+    return Deployment(rpc_url, int(w3.eth.chain_id), str(address), int(rcpt["blockNumber"]), task_name, genesis)

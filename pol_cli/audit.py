@@ -1,8 +1,8 @@
 """`pol audit`: re-verify every block of a chain from the contract's events and a model store."""
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Callable, Iterable, Mapping
 
 import torch
 
@@ -10,13 +10,11 @@ from pol_chain.deploy import Deployment
 from pol_core.evaluation import Evaluator, KnownCount, evaluate_serial
 from pol_core.header import compute_genesis_header, compute_header_hash
 from pol_core.step import enable_deterministic_mode
-from pol_core.tasks import load_task
-from pol_core.types import ConsensusError
-from pol_core.verify import Proof, compute_verdict
-from pol_eval import make_evaluator
-from verifier_service.journal import ModelStore
+from pol_core.tasks import Task, load_task
+from pol_core.types import ConsensusError, Hash32
+from pol_core.verify import Proof, compute_genesis_correct, compute_verdict
 
-from .chain_cmd import DEFAULT_DEPLOYMENT
+FetchModel = Callable[[Hash32, Iterable[str]], Mapping[str, torch.Tensor] | None]
 
 
 @dataclass(frozen=True)
@@ -26,20 +24,26 @@ class AuditResult:
     detail: str
 
 
-def audit_chain(dep: Deployment, fetch_model, task=None, rpc_url: str | None = None,
-                evaluator: Evaluator = evaluate_serial) -> list[AuditResult]:
-    """fetch_model(weights_hash, order) -> state or None. Returns one result per block after genesis."""
-    enable_deterministic_mode()
-    torch.set_num_threads(1)  # the verifier's setting, so W' is recomputed bit for bit
-    task = task or load_task(dep.task)
+def audit_chain(dep: Deployment, fetch_model: FetchModel, task: Task | None = None,
+                rpc_url: str | None = None, evaluator: Evaluator = evaluate_serial) -> list[AuditResult]:
+    """fetch_model(weights_hash, order) -> state or None. Returns one result per block after genesis.
+    `evaluator` computes the test-set counts (verifier_service.evaluation shards them; same integers)."""
+    enable_deterministic_mode()  # the verifier's settings, so W' is recomputed bit for bit
+    task = task or load_task(dep.task, rules=dep.genesis.rules.value)
+    # Chain-bound blocks are re-verified by replaying segments from the model store: issue 10 part B.
+    if task.config.rules != "paper":
+        return [AuditResult(0, False, f"auditing {task.config.rules} chains is not implemented yet")]
     blocks = dep.client(rpc_url=rpc_url).get_blocks(dep.deploy_block)
-    g = dep.genesis
-    genesis = compute_genesis_header(task.spec_hash, task.genesis_hash, g["correct"], g["difficulty"])
+    # The genesis block is rebuilt from the task alone (its accuracy recomputed), not from the file.
+    genesis_correct = compute_genesis_correct(task)
+    genesis = compute_genesis_header(task.spec_hash, task.genesis_hash, genesis_correct, dep.genesis.difficulty)
     out = []
     if not blocks or blocks[0].block_hash != compute_header_hash(genesis):
         return [AuditResult(0, False, "genesis does not match the task's genesis")]
     order = list(task.genesis_state)
-    known = None  # the last W' this audit recomputed itself, and its count
+    # The last W' this audit recomputed itself, and its count: a child whose W is exactly those weights
+    # needs no second evaluation. Counts read from the chain are never trusted here.
+    known = KnownCount(task.genesis_hash, genesis_correct)
     for prev, cur in zip(blocks, blocks[1:]):
         h = cur.header
         if cur.block_hash != compute_header_hash(h):
@@ -56,55 +60,10 @@ def audit_chain(dep: Deployment, fetch_model, task=None, rpc_url: str | None = N
             out.append(AuditResult(h.height, False, f"{e.reason}: {e}"))
             continue
         if v.header != h:
-            diffs = [f for f in h.__dataclass_fields__ if getattr(v.header, f) != getattr(h, f)]
+            diffs = [f.name for f in fields(h) if getattr(v.header, f.name) != getattr(h, f.name)]
             out.append(AuditResult(h.height, False, f"recomputation differs in {', '.join(diffs)}"))
             continue
         out.append(AuditResult(h.height, True, f"W' 0x{h.new_weights_hash.hex()[:16]} correct "
                                                f"{h.correct_before}->{h.correct_after}"))
-        # Recomputed here and equal to the header: a child whose W is this W' need not evaluate it again.
         known = KnownCount(v.header.new_weights_hash, v.header.correct_after)
     return out
-
-
-def cmd_audit(args) -> int:
-    dep = Deployment.load(args.deployment)
-    if args.verifier:
-        from prover.client import VerifierClient
-
-        client = VerifierClient(args.verifier)
-
-        def fetch(h, order):
-            try:
-                return client.get_model(h, order)
-            except Exception:  # noqa: BLE001 - a missing model is reported per block
-                return None
-    else:
-        store = ModelStore(args.models, create=False)
-
-        def fetch(h, order):
-            return store.get_state(h, order)
-
-    task = load_task(dep.task, args.data_dir)
-    evaluator = make_evaluator(args.eval_workers, args.ray_address, task=task)
-    try:
-        results = audit_chain(dep, fetch, task, args.rpc_url, evaluator)
-    finally:
-        evaluator.close()
-    for r in results:
-        print(f"block {r.height:5d}  {'OK  ' if r.ok else 'FAIL'}  {r.detail}")
-    bad = [r for r in results if not r.ok]
-    print(f"{len(results)} blocks audited, {len(bad)} failed", file=sys.stderr if bad else sys.stdout)
-    return 1 if bad else 0
-
-
-def register(sub) -> None:
-    a = sub.add_parser("audit", help="re-verify every block from the contract's events and a model store")
-    a.add_argument("--deployment", default=DEFAULT_DEPLOYMENT)
-    a.add_argument("--rpc-url")
-    src = a.add_mutually_exclusive_group()
-    src.add_argument("--models", default=".pol/verifier/models", help="a verifier's model store directory")
-    src.add_argument("--verifier", help="HOST:PORT: fetch models over gRPC instead")
-    a.add_argument("--data-dir")
-    a.add_argument("--eval-workers", type=int, help="test-set evaluation processes (default: one per core; 0: in-process)")
-    a.add_argument("--ray-address", help="evaluate on this Ray cluster (e.g. 10.0.0.5:6379, or 'local')")
-    a.set_defaults(func=cmd_audit)

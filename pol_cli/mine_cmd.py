@@ -1,35 +1,54 @@
 """`pol mine`: run a prover against a verifier, with a live status line and a clean Ctrl-C."""
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING, Any
+
+from . import args as types
+from .errors import UserError
+
+if TYPE_CHECKING:
+    from prover.miner import MinerStats
 
 
-def parse_address(text: str) -> bytes:
-    raw = bytes.fromhex(text[2:] if text.startswith("0x") else text)
-    if len(raw) != 20:
-        raise SystemExit(f"--miner must be a 20-byte hex address, got {len(raw)} bytes")
-    return raw
+def cmd_mine(args: argparse.Namespace) -> int:
+    # Everything that can be checked without torch is checked first: the arguments (by argparse)
+    # and the verifier, which must answer and serve the task asked for.
+    from pol.client import VerifierClient
 
+    from .chain_cmd import check_task_args
 
-def cmd_mine(args) -> int:
-    from pol_core.tasks import load_task
-    from prover.miner import Miner, MinerConfig
+    check_task_args(args)
+    client = VerifierClient(args.verifier, client_id=f"miner-{args.miner.hex()}", connect_timeout=args.connect_timeout)
+    try:
+        tip = client.get_tip()
+    finally:
+        client.close()
+    if tip.task != args.task:
+        raise UserError(f"the verifier at {args.verifier} runs task {tip.task!r}, not {args.task!r}: pass --task {tip.task}")
 
     import torch
 
+    from pol_core.tasks import load_task
+    from prover.miner import Miner, MinerConfig
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
     task = load_task(args.task, args.data_dir, test_limit=args.test_limit)
-    cfg = MinerConfig(target=args.verifier, miner=parse_address(args.miner), mode=args.mode, device=args.device,
+    cfg = MinerConfig(target=args.verifier, miner=args.miner, mode=args.mode, device=args.device,
                       candidates=args.candidates, seed=args.seed, max_blocks=args.max_blocks,
-                      reduced_precision=args.reduced_precision, train_lr_scale=args.train_lr_scale)
+                      reduced_precision=args.reduced_precision, train_batch=args.train_batch, train_every=args.train_every,
+                      connect_timeout=args.connect_timeout)
     tty = sys.stdout.isatty()
 
-    def show(s) -> None:
+    def show(s: MinerStats) -> None:
         line = (f"attempts/s {s.rate:8.0f} | tip {s.tip_height:5d} | k {s.difficulty:3d} | "
                 f"R expected every {s.expected_seconds():7.3f}s | won {s.blocks_won} | rejected {sum(s.rejected.values())}")
         print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
@@ -37,7 +56,7 @@ def cmd_mine(args) -> int:
     miner = Miner(task, cfg, on_status=show)
     presses = [0]
 
-    def on_sigint(*_):
+    def on_signal(*_: object) -> None:
         presses[0] += 1
         if presses[0] > 1:
             raise KeyboardInterrupt  # a second Ctrl-C does not wait
@@ -46,8 +65,8 @@ def cmd_mine(args) -> int:
               file=sys.stderr, flush=True)
         miner.stop()
 
-    signal.signal(signal.SIGINT, on_sigint)
-    signal.signal(signal.SIGTERM, on_sigint)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     t0 = time.monotonic()
     stats = miner.run()
     print(f"\nmined for {time.monotonic() - t0:.1f}s: {stats.attempts} attempts, {stats.blocks_won} blocks won, "
@@ -55,21 +74,26 @@ def cmd_mine(args) -> int:
     return 0
 
 
-def register(sub) -> None:
+def register(sub: Any) -> None:
     m = sub.add_parser("mine", help="mine PoL blocks against a verifier service")
-    m.add_argument("--verifier", default="127.0.0.1:50051", help="HOST:PORT of the verifier service")
-    m.add_argument("--task", default="digits-cnn")
+    m.add_argument("--verifier", type=types.host_port, default="127.0.0.1:50051", help="HOST:PORT of the verifier service")
+    m.add_argument("--task", type=types.task_name, default="digits-cnn")
     m.add_argument("--data-dir")
-    m.add_argument("--test-limit", type=int)
-    m.add_argument("--miner", required=True, help="the miner's 0x address, credited in the block header")
+    m.add_argument("--test-limit", type=types.positive_int)
+    m.add_argument("--miner", type=types.address, required=True,
+                   help="the miner's 0x address, credited in the block header")
     m.add_argument("--mode", choices=["fast", "faithful"], default="fast")
-    m.add_argument("--device", default="cpu", help="cpu or cuda")
-    m.add_argument("--candidates", type=int, default=256, help="fast mode: candidate mini-batches per pass")
+    m.add_argument("--device", type=types.device, default="cpu", help="cpu or cuda")
+    m.add_argument("--candidates", type=types.positive_int, default=256, help="fast mode: candidate mini-batches per pass")
     m.add_argument("--reduced-precision", action="store_true", help="bf16 search on CUDA (winner re-run in fp32)")
-    m.add_argument("--train-lr-scale", type=float, default=None,
-                   help="fast mode: lr of the training step between rounds, in units of the task's lr "
-                        "(default: sqrt(candidates))")
+    m.add_argument("--train-batch", type=types.positive_int, default=None,
+                   help="fast mode: samples in the training step between rounds, S times a power of 4 "
+                        "(default: the largest within a quarter of the round, at most 64 S); its rate is lr * sqrt(batch / S)")
+    m.add_argument("--train-every", type=types.positive_int, default=1,
+                   help="fast mode: take the training step after every N-th round only")
+    m.add_argument("--connect-timeout", type=types.positive_float, default=30.0,
+                   help="seconds to wait for the verifier to answer before giving up")
     m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--max-blocks", type=int)
-    m.add_argument("--threads", type=int, help="torch CPU threads (several provers on one machine: 1 each)")
+    m.add_argument("--max-blocks", type=types.positive_int)
+    m.add_argument("--threads", type=types.positive_int, help="torch CPU threads (several provers on one machine: 1 each)")
     m.set_defaults(func=cmd_mine)

@@ -50,7 +50,7 @@ def write_figure(rows: list[BlockRow], path: Path, title: str) -> None:
     ax_acc.set_ylabel("test accuracy of W' (%)")
     ax_acc.set_ylim(0, 100)
     lines = ax_int.get_legend_handles_labels()[0] + ax_acc.get_legend_handles_labels()[0]
-    ax_int.legend(lines, [ln.get_label() for ln in lines], loc="lower right")
+    ax_int.legend(lines, [str(ln.get_label()) for ln in lines], loc="lower right")
     ax_int.set_title(title)
     fig.tight_layout()
     fig.savefig(path)

@@ -1,7 +1,7 @@
 """The evaluation seam of a verdict: who computes accuracy(W, E), and which counts the rules already know.
 
 compute_verdict asks an Evaluator for the correct counts of W' and W. The default runs today's serial
-code on the calling thread. pol_eval supplies evaluators that shard the test set across processes or a
+code on the calling thread. verifier_service.evaluation supplies evaluators that shard the test set across processes or a
 Ray cluster and return the same integers, bit for bit: each eval batch is computed the same way
 wherever it runs, and counts are sums over samples.
 """

@@ -10,5 +10,6 @@ def keccak256(data: bytes) -> Hash32:
     return Hash32(_keccak.new(data=data, digest_bits=256).digest())
 
 
-def new_keccak256():  # incremental hashing of large weight blobs without one big copy
+def new_keccak256() -> _keccak.Keccak_Hash:
+    """An incremental hasher, for large weight blobs hashed without one big copy."""
     return _keccak.new(digest_bits=256)

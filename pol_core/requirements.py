@@ -55,7 +55,7 @@ def _compute_requirements(seed: bytes, k: int, num_params: int) -> tuple[Require
         # Unreachable for valid k; it bounds the loop against a broken keccak or modulus.
         if counter >= MAX_DRAWS:
             raise InvalidDifficulty("requirement derivation did not terminate")
-        r = compute_requirement_draw(seed, counter, num_params)
+        r = compute_requirement_draw(Hash32(seed), counter, num_params)
         counter += 1
         if r // 2 in taken:
             continue  # collision avoidance: one requirement per weight

@@ -1,8 +1,17 @@
-"""Checks between a header and its parent: chain position, the accuracy rule, the sabotage guard."""
+"""Checks between a block and its parent: chain position, one task, the accuracy rule, the sabotage guard."""
 from __future__ import annotations
 
 from .header import Header
-from .types import AccuracyNotImproved, CorrectCount, InvalidHeader, SabotageDetected
+from .types import (
+    AccuracyNotImproved,
+    CorrectCount,
+    Hash32,
+    Height,
+    HeightNotNext,
+    InvalidHeader,
+    ParentNotTip,
+    SabotageDetected,
+)
 
 
 def is_accuracy_improved(correct_before: CorrectCount, correct_after: CorrectCount) -> bool:
@@ -30,13 +39,19 @@ def process_accuracy_rules(parent: Header, header: Header, tolerance: int) -> No
         )
 
 
-def process_chain_position(parent_hash: bytes, parent: Header, header: Header) -> None:
-    # A block extends exactly one parent, named by hash.
-    if header.parent != parent_hash:
-        raise InvalidHeader(f"parent 0x{header.parent.hex()} is not 0x{parent_hash.hex()}")
+def process_chain_position(parent_hash: Hash32, parent_height: Height, claimed_parent: Hash32, claimed_height: Height) -> None:
+    """The one position check: a proof must extend the block it is verified against, one higher."""
+    # R is derived from the parent hash, so work on any other block proves nothing here.
+    if claimed_parent != parent_hash:
+        raise ParentNotTip(f"parent 0x{claimed_parent.hex()[:16]} is not the tip 0x{parent_hash.hex()[:16]} "
+                           f"(height {parent_height})")
     # Heights grow by one, so a header hash can never repeat along a chain.
-    if header.height != parent.height + 1:
-        raise InvalidHeader(f"height {header.height} does not follow parent height {parent.height}")
-    # Everything in the chain is about one task.
-    if header.task_spec_hash != parent.task_spec_hash:
-        raise InvalidHeader("task spec hash differs from the parent's")
+    if claimed_height != parent_height + 1:
+        raise HeightNotNext(f"height {claimed_height} must be {parent_height + 1}")
+
+
+def process_same_task(parent: Header, task_spec_hash: Hash32) -> None:
+    # Everything in a chain is about one task: a parent of another task is not this chain's block.
+    if parent.task_spec_hash != task_spec_hash:
+        raise InvalidHeader(f"the parent is a block of task 0x{parent.task_spec_hash.hex()[:16]}, "
+                            f"not of 0x{task_spec_hash.hex()[:16]}")

@@ -1,4 +1,5 @@
-"""Algorithm 2 with the protocol's additions, cheapest check first."""
+"""Algorithm 2 with the protocol's additions, cheapest check first: the paper rules' verdict.
+The chain-bound verdict is pol_core.chainbound.compute_chain_bound_verdict."""
 from __future__ import annotations
 
 import time
@@ -10,16 +11,16 @@ import torch
 from .evaluation import Evaluator, KnownCount, evaluate_serial, get_known_correct
 from .header import Header, compute_header_hash
 from .requirements import compute_requirements, process_requirements_check
-from .rules import process_accuracy_rules, process_chain_position
-from .step import process_update
-from .tasks import Task
+from .rules import process_accuracy_rules, process_chain_position, process_same_task
+from .rulesets import RuleSet, process_rules_check
+from .step import compute_correct, process_step
+from .tasks.spec import Task
 from .types import (
     Address,
     CorrectCount,
     Difficulty,
     Hash32,
     Height,
-    InvalidHeader,
     InvalidIndices,
     SampleIndex,
 )
@@ -44,6 +45,12 @@ class Verdict:
     block_hash: Hash32
     new_state: dict[str, torch.Tensor]
     timings: dict[str, float] = field(default_factory=dict)
+    state: dict[str, torch.Tensor] | None = None  # W, when the verifier computed it (chain-bound replay)
+
+
+def compute_genesis_correct(task: Task) -> CorrectCount:
+    """accuracy(W0, E) of the task's genesis weights: the count the genesis block records."""
+    return CorrectCount(compute_correct(task.new_model(), task.test_x, task.test_y, task.config.eval_batch))
 
 
 def process_indices_check(indices: Sequence[int], batch_size: int, train_size: int) -> None:
@@ -66,16 +73,6 @@ def process_proof_shape(task: Task, proof: Proof) -> None:
     process_weights_hash_check(proof.state, proof.weights_hash)
 
 
-def process_proof_position(parent: Header, parent_hash: Hash32, proof: Proof) -> None:
-    """Step 2: the proof must name the parent it is verified against, at the next height."""
-    # R is derived from the parent hash, so a proof for another parent proves nothing here.
-    if proof.parent_hash != parent_hash:
-        raise InvalidHeader(f"proof extends 0x{proof.parent_hash.hex()}, not 0x{parent_hash.hex()}")
-    # Heights grow by one from the parent.
-    if proof.height != parent.height + 1:
-        raise InvalidHeader(f"height {proof.height} does not follow parent height {parent.height}")
-
-
 def compute_verdict(
     task: Task,
     parent: Header,
@@ -85,20 +82,23 @@ def compute_verdict(
     evaluator: Evaluator = evaluate_serial,
     known_before: KnownCount | None = None,
 ) -> Verdict:
-    """Verify a proof against its parent on CPU and build the header the verifier attests.
+    """Verify a proof against its parent on CPU and build the header the verifier attests (paper rules;
+    `parent_hash` is the parent's link, which is its block hash under these rules).
 
     `evaluator` computes the correct counts (any evaluator gives the serial code's integers);
     `known_before` is a count the caller's rules vouch for, used only if W is exactly those weights.
     """
     t0 = time.perf_counter()
+    process_rules_check(task.config.rules, RuleSet.PAPER)
     process_proof_shape(task, proof)
-    process_proof_position(parent, parent_hash, proof)
+    process_chain_position(parent_hash, parent.height, proof.parent_hash, proof.height)
+    process_same_task(parent, task.spec_hash)
     t_shape = time.perf_counter()
 
     model = task.scratch_model(proof.state)
     before = get_flat_params(model)
     x, y = task.batch(proof.indices)
-    process_update(model, x, y, task.config.lr)
+    process_step(model, x, y, task.config)
     after = get_flat_params(model)
     reqs = compute_requirements(parent_hash, difficulty, task.num_params)
     process_requirements_check(before, after, reqs, allow_equal=task.config.allow_equal)
@@ -108,7 +108,7 @@ def compute_verdict(
     new_hash = compute_weights_hash(new_state)
     t_hash = time.perf_counter()
 
-    # W is evaluated only where the rules do not already vouch for its count (W = the parent's W').
+    # W is evaluated unless the rules already vouch for its count (W = the parent's canonical W').
     known = get_known_correct(known_before, proof.weights_hash)
     counts = evaluator(task, [new_state] if known is not None else [new_state, proof.state])
     correct_after = counts[0]
@@ -127,7 +127,6 @@ def compute_verdict(
         difficulty=difficulty,
         miner=proof.miner,
     )
-    process_chain_position(parent_hash, parent, header)
     process_accuracy_rules(parent, header, task.config.sabotage_tolerance)
     timings = {
         "shape": t_shape - t0,

@@ -7,10 +7,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from pol_core.requirements import Requirement, compute_orientation
-from pol_core.step import compute_robust_count, is_robustly_improved, process_update
+from pol_core.requirements import compute_orientation
+from pol_core.step import compute_robust_count, is_robustly_improved, process_step
 from pol_core.tasks import Task
-from pol_core.types import SampleIndex
+from pol_core.types import Requirement, SampleIndex
 
 
 @dataclass
@@ -31,7 +31,7 @@ def draw_indices(gen: torch.Generator, train_size: int, s: int) -> tuple[SampleI
 
 def compute_required_index_tensor(model: nn.Module, reqs: list[Requirement]) -> list[tuple[torch.Tensor, int]]:
     """For each requirement, the parameter tensor it lives in and the flat offset inside it."""
-    params = list(model.parameters())
+    params: list[torch.Tensor] = list(model.parameters())
     starts, acc = [], 0
     for p in params:
         starts.append(acc)
@@ -85,7 +85,7 @@ def mine_faithful(
         x, y = task.batch(indices, device)  # (S, C, H, W), (S,)
         before_state = copy_state(model)
         w_before = read_required(located)
-        process_update(model, x, y, cfg.lr)
+        process_step(model, x, y, cfg)
         oriented = (read_required(located).double() - w_before.double()) * sign  # (k,)
         on_attempt(attempt)
         if bool((oriented > cfg.delta_margin).all()):

@@ -7,16 +7,24 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import grpc
 import torch
 
+from pol.client import Rejected, VerifierClient, VerifierUnavailable
+from pol.v1 import verifier_pb2 as pb
 from pol_core.requirements import compute_requirements
 from pol_core.tasks import Task
+from pol_core.types import Difficulty, Hash32
 from pol_core.weights import compute_weights_hash
 
-from .client import Rejected, VerifierClient
+from .faithful import Found
 from .search import make_searcher
 
 log = logging.getLogger("pol.prover")
+
+
+class ModelMismatch(Exception):
+    """The verifier served bytes whose hash is not the model it named."""
 
 
 @dataclass
@@ -27,7 +35,7 @@ class MinerStats:
     tip_height: int = 0
     difficulty: int = 0
     started: float = field(default_factory=time.monotonic)
-    rate: float = 0.0  # attempts per second, smoothed
+    rate: float = 0.0  # attempts per second since the start
 
     def expected_seconds(self) -> float:
         return float("inf") if self.rate <= 0 else 2.0 ** self.difficulty / self.rate
@@ -43,7 +51,9 @@ class MinerConfig:
     seed: int = 0
     max_blocks: int | None = None
     reduced_precision: bool = False  # bf16 search on CUDA; the winner is re-run in fp32
-    train_lr_scale: float | None = None  # fast mode: between-round step lr in task lr; None = sqrt(C)
+    train_batch: int | None = None  # fast mode: samples of the training step per round (4^j * S); None = default
+    train_every: int = 1  # fast mode: train after every n-th round only (the demo's slow climb)
+    connect_timeout: float = 30.0  # give up when no verifier answers for this long
 
 
 class Miner:
@@ -51,47 +61,66 @@ class Miner:
         self.task = task
         self.cfg = cfg
         self.device = torch.device(cfg.device)
-        self.client = VerifierClient(cfg.target, client_id=f"miner-{cfg.miner.hex()}")
+        self.client = VerifierClient(cfg.target, client_id=f"miner-{cfg.miner.hex()}", connect_timeout=cfg.connect_timeout)
         self.stats = MinerStats()
         self.on_status = on_status or (lambda s: None)
         self.stop_event = threading.Event()
-        self._tip = None
-        self._tip_lock = threading.Lock()
-        self._tip_seen = threading.Event()
+        self._tip: pb.Tip | None = None
+        self._tip_cv = threading.Condition()
+        self._stream: grpc.Call | None = None
+        self._failure: Exception | None = None  # why the tip watcher gave up
         self.model = task.new_model().to(self.device)
-        self.model_hash = task.genesis_hash
+        self.model_hash: bytes = task.genesis_hash
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.submitting = False
 
     # ── tip following ──
 
+    def _set_tip(self, tip: pb.Tip) -> None:
+        with self._tip_cv:
+            self._tip = tip
+            self._tip_cv.notify_all()
+
     def _watch(self) -> None:
+        """Follow WatchTip; when the stream breaks, wait (gRPC wait_for_ready, bounded by the
+        connect timeout) for the verifier to answer again, then reopen it."""
         while not self.stop_event.is_set():
             stream = self.client.watch_tip()
-            self._stream = stream
+            self._stream = stream  # type: ignore[assignment]
             try:
                 for tip in stream:
-                    with self._tip_lock:
-                        self._tip = tip
-                    self._tip_seen.set()
+                    self._set_tip(tip)
                     if self.stop_event.is_set():
-                        break
-            except Exception as e:  # noqa: BLE001 - reconnect on any stream failure
-                if not self.stop_event.is_set():
-                    log.warning("tip stream ended: %s; reconnecting", e)
-                    time.sleep(0.5)
+                        return
+            except grpc.RpcError as e:
+                if self.stop_event.is_set():
+                    return
+                log.warning("tip stream ended (%s); waiting for the verifier", e.code().name if isinstance(e, grpc.Call) else e)
+            try:
+                self._set_tip(self.client.get_tip())
+            except (VerifierUnavailable, Rejected) as e:
+                self._failure = e
+                self.stop()
+                return
 
-    def current_tip(self):
-        with self._tip_lock:
+    def current_tip(self) -> pb.Tip | None:
+        with self._tip_cv:
             return self._tip
 
-    def _sync_model(self, tip) -> None:
+    def _wait_tip(self, ready: Callable[[pb.Tip], bool], timeout: float) -> pb.Tip | None:
+        """The tip once `ready(tip)` holds, or None at the timeout or on stop."""
+        with self._tip_cv:
+            self._tip_cv.wait_for(lambda: self.stop_event.is_set() or (self._tip is not None and ready(self._tip)),
+                                  timeout)
+            return self._tip if self._tip is not None and ready(self._tip) else None
+
+    def _sync_model(self, tip: pb.Tip) -> None:
         if bytes(tip.model_hash) == self.model_hash:
             return
         state = self.client.get_model(bytes(tip.model_hash), list(self.task.genesis_state))
         # The verifier serves content-addressed models; check the bytes are the ones named.
         if compute_weights_hash(state) != bytes(tip.model_hash):
-            raise RuntimeError("verifier served a model whose hash does not match")
+            raise ModelMismatch(f"the verifier served a model whose hash is not 0x{bytes(tip.model_hash).hex()}")
         self.model.load_state_dict(state)
         self.model_hash = bytes(tip.model_hash)
 
@@ -99,55 +128,58 @@ class Miner:
 
     def stop(self) -> None:
         self.stop_event.set()
-        stream = getattr(self, "_stream", None)
+        with self._tip_cv:
+            self._tip_cv.notify_all()
+        stream = self._stream
         if stream is not None:
             stream.cancel()
 
     def run(self) -> MinerStats:
-        watcher = threading.Thread(target=self._watch, name="tip-watch", daemon=True)
-        watcher.start()
-        self._tip_seen.wait(30)
+        """Mine until stopped or `max_blocks` are won. VerifierUnavailable when no verifier answers
+        within the connect timeout, at the start or after the tip stream broke."""
         try:
+            self._set_tip(self.client.get_tip())  # fails with a clear error on a wrong --verifier
+            threading.Thread(target=self._watch, name="tip-watch", daemon=True).start()
             while not self.stop_event.is_set():
                 if self.cfg.max_blocks is not None and self.stats.blocks_won >= self.cfg.max_blocks:
                     break
-                tip = self.current_tip()
-                if tip is None or tip.pending_attestations > 0:
-                    time.sleep(0.05)
-                    continue
-                self._mine_on(tip)
+                # Mining on a tip whose successor awaits attestation would be stale work.
+                tip = self._wait_tip(lambda t: t.pending_attestations == 0, timeout=1.0)
+                if tip is not None:
+                    self._mine_on(tip)
         finally:
             self.stop()
             self.client.close()
+        if self._failure is not None:
+            raise self._failure
         return self.stats
 
-    def _mine_on(self, tip) -> None:
+    def _mine_on(self, tip: pb.Tip) -> None:
         self._sync_model(tip)
         self.stats.tip_height, self.stats.difficulty = tip.height, tip.difficulty
-        reqs = compute_requirements(bytes(tip.block_hash), tip.difficulty, self.task.num_params)
+        reqs = compute_requirements(Hash32(bytes(tip.block_hash)), Difficulty(tip.difficulty), self.task.num_params)
         dtype = torch.bfloat16 if self.cfg.reduced_precision and self.device.type == "cuda" else None
         searcher = make_searcher(self.cfg.mode, self.task, self.model, reqs, self.gen, self.device,
-                                 self.cfg.candidates, dtype, self.cfg.train_lr_scale)
+                                 self.cfg.candidates, dtype, self.cfg.train_batch, self.cfg.train_every)
         last = time.monotonic()
         last_attempts = 0
         while not self.stop_event.is_set():
             now_tip = self.current_tip()
-            if bytes(now_tip.block_hash) != bytes(tip.block_hash):
+            if now_tip is None or bytes(now_tip.block_hash) != bytes(tip.block_hash):
                 return  # a new tip: drop this work at once
             found = searcher.round()
             self.stats.attempts += searcher.attempts - last_attempts
             last_attempts = searcher.attempts
             now = time.monotonic()
             if now - last >= 1.0:
-                inst = self.stats.attempts / max(now - self.stats.started, 1e-9)
-                self.stats.rate = inst
+                self.stats.rate = self.stats.attempts / max(now - self.stats.started, 1e-9)
                 self.on_status(self.stats)
                 last = now
             if found is not None:
                 self._submit(tip, found)
                 return
 
-    def _submit(self, tip, found) -> None:
+    def _submit(self, tip: pb.Tip, found: Found) -> None:
         self.submitting = True
         try:
             resp = self.client.submit(
@@ -155,7 +187,7 @@ class Miner:
                 compute_weights_hash(found.state), found.state, self.cfg.miner,
                 claimed_correct=(found.correct_before, found.correct_after))
         except Rejected as e:
-            self.stats.rejected[e.reason] = self.stats.rejected.get(e.reason, 0) + 1
+            self.stats.rejected[str(e.reason)] = self.stats.rejected.get(str(e.reason), 0) + 1
             log.info("proof rejected: %s", e)
             return
         finally:
@@ -163,9 +195,4 @@ class Miner:
         self.stats.blocks_won += 1
         log.info("block %d won: 0x%s tx %s", resp.height, resp.block_hash.hex()[:16], resp.tx_hash)
         # Wait until the tip moves to our block, so the next round starts from the canonical W'.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not self.stop_event.is_set():
-            t = self.current_tip()
-            if t is not None and t.height >= resp.height and t.pending_attestations == 0:
-                break
-            time.sleep(0.02)
+        self._wait_tip(lambda t: t.height >= resp.height and t.pending_attestations == 0, timeout=60)

@@ -1,15 +1,15 @@
 """One mining round in either mode, behind one interface the miner loop drives."""
 from __future__ import annotations
 
-import math
 from typing import Protocol
 
 import torch
 from torch import nn
 
-from pol_core.requirements import Requirement, compute_orientation
-from pol_core.step import process_update
+from pol_core.requirements import compute_orientation
+from pol_core.step import compute_batch_exponent, process_step
 from pol_core.tasks import Task
+from pol_core.types import Requirement, SampleIndex
 
 from .fast import BatchedSearch
 from .faithful import (
@@ -21,6 +21,13 @@ from .faithful import (
     mine_faithful,
     read_required,
 )
+
+# The training step between fast rounds takes at most this many times S of the round's C*S samples
+# (256 for S = 4, at lr * 8), and at most a quarter of them. Progress per round grows with sqrt(B) and its cost with B. Measured with
+# bench/mine.py (docs/BENCHMARKS.md): 64 S keeps attempts/s within a few percent of the old fast
+# mode (its own SGD step on all C*S samples) and useful work at 0.89-1.00 of plain training; 16 S
+# trains too little per round, and 256 S costs a fifth of the attempts for no more accuracy.
+DEFAULT_TRAIN_BATCH_FACTOR = 64
 
 
 class Searcher(Protocol):
@@ -44,18 +51,44 @@ class FaithfulSearcher:
         return found
 
 
+def compute_default_train_batch(s: int, candidates: int) -> int:
+    """The largest 4^j * S within a quarter of the round's C*S samples (so the step costs at most
+    about a quarter of the search) and within DEFAULT_TRAIN_BATCH_FACTOR * S; at least S."""
+    b = s
+    while 4 * b <= min(candidates * s // 4, DEFAULT_TRAIN_BATCH_FACTOR * s):
+        b *= 4
+    return b
+
+
+def draw_round(gen: torch.Generator, train_size: int, candidates: int, s: int) -> list[tuple[SampleIndex, ...]]:
+    """C candidates of S distinct indices. When the train set is large enough, all C*S indices of a
+    round are distinct (one permutation), so any prefix of them is a batch without repeats."""
+    if candidates * s <= train_size:
+        perm = torch.randperm(train_size, generator=gen)[: candidates * s].view(candidates, s)
+        return [tuple(SampleIndex(int(i)) for i in row) for row in perm]
+    return [draw_indices(gen, train_size, s) for _ in range(candidates)]
+
+
 class FastSearcher:
-    """C candidates per round from the same W; R-passing ones are re-run as plain steps."""
+    """C candidates per round from the same W; candidates that pass are re-run as plain steps.
+    After every `train_every`-th round the model trains with one pol_core step on `train_batch` of
+    the round's samples."""
 
     def __init__(self, task: Task, model: nn.Module, reqs: list[Requirement], gen: torch.Generator,
                  device: torch.device, candidates: int = 256, autocast_dtype: torch.dtype | None = None,
-                 train_lr_scale: float | None = None):
+                 train_batch: int | None = None, train_every: int = 1):
         self.task, self.model, self.reqs, self.gen, self.device = task, model, reqs, gen, device
         self.c = candidates
-        # One training step per round on C*S samples replaces C small steps; square-root scaling of
-        # the learning rate keeps the progress per second close to plain training (docs/BENCHMARKS.md).
-        scale = math.sqrt(candidates) if train_lr_scale is None else train_lr_scale
-        self.search = BatchedSearch(task, model, reqs, candidates, scale, autocast_dtype)
+        s = task.config.batch_size
+        self.train_batch = compute_default_train_batch(s, candidates) if train_batch is None else train_batch
+        compute_batch_exponent(task.config, self.train_batch)  # InvalidBatchSize unless 4^j * S
+        if self.train_batch > candidates * s:
+            raise ValueError(f"train batch {self.train_batch} exceeds a round's {candidates} x {s} samples")
+        if train_every < 1:
+            raise ValueError(f"train_every must be at least 1, got {train_every}")
+        self.train_every = train_every
+        self.rounds = 0
+        self.search = BatchedSearch(task, model, reqs, candidates, autocast_dtype)
         self.located = compute_required_index_tensor(model, reqs)
         self.sign = compute_orientation(reqs)
         self.attempts = 0
@@ -63,37 +96,37 @@ class FastSearcher:
 
     def round(self) -> Found | None:
         cfg = self.task.config
-        idx = [draw_indices(self.gen, self.task.train_size, cfg.batch_size) for _ in range(self.c)]
-        flat = [i for cand in idx for i in cand]
-        x, y = self.task.batch(flat, self.device)  # (C*S, ...), (C*S,)
-        before = copy_state(self.model)
-        oriented = self.search.oriented_deltas(x, y, train=True)  # (C, k); the model has trained now
+        self.rounds += 1
+        idx = draw_round(self.gen, self.task.train_size, self.c, cfg.batch_size)
+        x, y = self.task.batch([i for cand in idx for i in cand], self.device)  # (C*S, ...), (C*S,)
+        oriented = self.search.oriented_deltas(x, y)  # (C, k); the model is unchanged
         self.attempts += self.c
         # Search arithmetic may be reduced precision: pass candidates on a looser bound, then
         # re-run each as the plain fp32 step the verifier will run, with the full margin.
         passing = torch.nonzero((oriented > cfg.delta_margin * 0.5).all(dim=1)).flatten().tolist()
-        if not passing:
-            return None
-        trained = copy_state(self.model)
-        for c in passing:
-            self.rechecked += 1
-            self.model.load_state_dict(before)
-            w0 = read_required(self.located)
-            process_update(self.model, *self.task.batch(idx[c], self.device), cfg.lr)
-            actual = (read_required(self.located).double() - w0.double()) * self.sign
-            if bool((actual > cfg.delta_margin).all()):
-                ok, cb, ca = is_robust_proof(self.task, self.model, before, self.device)
-                if ok:
-                    return Found(idx[c], {k: v.to("cpu") for k, v in before.items()}, self.attempts, cb, ca)
-        self.model.load_state_dict(trained)
+        if passing:
+            before = copy_state(self.model)
+            for c in passing:
+                self.rechecked += 1
+                w0 = read_required(self.located)
+                process_step(self.model, *self.task.batch(idx[c], self.device), cfg)
+                actual = (read_required(self.located).double() - w0.double()) * self.sign
+                if bool((actual > cfg.delta_margin).all()):
+                    ok, cb, ca = is_robust_proof(self.task, self.model, before, self.device)
+                    if ok:
+                        return Found(idx[c], {k: v.to("cpu") for k, v in before.items()}, self.attempts, cb, ca)
+                self.model.load_state_dict(before)
+        # Useful work: one protocol step on the first train_batch samples of the round.
+        if self.rounds % self.train_every == 0:
+            process_step(self.model, x[: self.train_batch], y[: self.train_batch], cfg)
         return None
 
 
 def make_searcher(mode: str, task: Task, model: nn.Module, reqs: list[Requirement], gen: torch.Generator,
                   device: torch.device, candidates: int = 256, autocast_dtype: torch.dtype | None = None,
-                  train_lr_scale: float | None = None) -> Searcher:
+                  train_batch: int | None = None, train_every: int = 1) -> Searcher:
     if mode == "faithful":
         return FaithfulSearcher(task, model, reqs, gen, device)
     if mode == "fast":
-        return FastSearcher(task, model, reqs, gen, device, candidates, autocast_dtype, train_lr_scale)
+        return FastSearcher(task, model, reqs, gen, device, candidates, autocast_dtype, train_batch, train_every)
     raise ValueError(f"unknown mode {mode!r}: fast or faithful")

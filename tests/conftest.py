@@ -5,10 +5,17 @@ from pol_core.step import enable_deterministic_mode
 
 @pytest.fixture(scope="session")
 def digits():
+    """digits-cnn under the paper rules: what the verifier service, miners and demo implement today."""
     from pol_core.tasks import load_task
 
     enable_deterministic_mode()
-    return load_task("digits-cnn")
+    return load_task("digits-cnn", rules="paper")
+
+
+@pytest.fixture(scope="session")
+def digits_cb(digits):
+    """digits-cnn under the chain-bound rules (the task's default): the same data, another spec hash."""
+    return digits.with_rules("chain-bound")
 
 
 @pytest.fixture(scope="session")
@@ -27,19 +34,19 @@ def deployed(anvil, digits):
     """One deployment per session; each test runs inside an evm_snapshot it reverts afterwards."""
     from eth_account import Account
 
-    from pol_chain import deploy_chain, genesis_for_task
+    from pol.genesis import Genesis
+    from pol_chain import deploy_chain
+    from pol_core.verify import compute_genesis_correct
 
     attester = Account.from_key(DEV_KEY).address
-    genesis = genesis_for_task(digits, attester, attester, difficulty=4, retarget_interval=4, target_block_time=10,
-                               max_difficulty=16, max_retarget_step=2)
+    genesis = Genesis.for_task(digits, compute_genesis_correct(digits), attester, attester, difficulty=4,
+                               target_block_time=10, half_life=40, max_difficulty=16)
     return deploy_chain(anvil.url, DEV_KEY, "digits-cnn", genesis)
 
 
 @pytest.fixture()
 def chain(deployed):
-    from pol_chain.anvil import rpc_call
-
-    snap = rpc_call(deployed.rpc_url, "evm_snapshot")
     client = deployed.client(DEV_KEY)
+    snap = client.rpc("evm_snapshot")
     yield client
-    rpc_call(deployed.rpc_url, "evm_revert", [snap])
+    client.rpc("evm_revert", [snap])

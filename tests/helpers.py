@@ -1,6 +1,7 @@
 """Shared helpers for the integration tests: deploy a fresh chain, run a verifier, mine real proofs."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -10,10 +11,13 @@ from pathlib import Path
 import torch
 from eth_account import Account
 
-from pol_chain import deploy_chain, genesis_for_task
+from pol.genesis import Genesis
+from pol_chain import deploy_chain
 from pol_chain.anvil import ANVIL_DEV_KEYS
+from pol_chain.process import spawn, terminate
 from pol_core.requirements import compute_requirements
 from pol_core.tasks import Task
+from pol_core.verify import compute_genesis_correct
 from pol_core.weights import compute_weights_hash
 from prover.faithful import Found, mine_faithful
 
@@ -23,7 +27,8 @@ MINER = bytes.fromhex("00000000000000000000000000000000000000aa")
 
 def deploy_fresh(rpc_url: str, task: Task, path: Path, difficulty: int = 2, **kw):
     me = Account.from_key(KEY).address
-    dep = deploy_chain(rpc_url, KEY, task.name, genesis_for_task(task, me, me, difficulty=difficulty, **kw))
+    genesis = Genesis.for_task(task, compute_genesis_correct(task), me, me, difficulty=difficulty, **kw)
+    dep = deploy_chain(rpc_url, KEY, task.name, genesis)
     dep.save(path)
     return dep
 
@@ -53,20 +58,14 @@ class VerifierProcess:
         self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+        terminate(self.proc)
 
 
 def start_verifier_process(deployment: Path, data_root: Path, *extra: str, timeout: float = 60) -> VerifierProcess:
     log = open(data_root.parent / f"verifier-{time.time_ns()}.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pol_cli.main", "verifier", "serve", "--deployment", str(deployment),
-         "--data-root", str(data_root), "--listen", "127.0.0.1:0", *extra],
-        stdout=subprocess.PIPE, stderr=log, text=True)
+    proc = spawn([sys.executable, "-m", "pol_cli.main", "verifier", "serve", "--deployment", str(deployment),
+                  "--data-root", str(data_root), "--listen", "127.0.0.1:0", *extra],
+                 stdout=subprocess.PIPE, stderr=log, text=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
@@ -74,8 +73,43 @@ def start_verifier_process(deployment: Path, data_root: Path, *extra: str, timeo
             return VerifierProcess(proc, int(line.rsplit(" ", 1)[1]))
         if proc.poll() is not None:
             break
-    proc.kill()
+    terminate(proc)
     raise RuntimeError(f"verifier did not start; see {log.name}")
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] != "Z"  # a zombie has exited; only its reaping is missing
+    except FileNotFoundError:
+        return False
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid`, from /proc (children in their own sessions included)."""
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent[int(entry)] = int(f.read().rsplit(") ", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+    out, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier} - out
+        out |= frontier
+    return out
+
+
+def wait_gone(pids: set[int], timeout: float) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = {p for p in pids if is_alive(p)}
+        if not left:
+            return left
+        time.sleep(0.1)
+    return {p for p in pids if is_alive(p)}
 
 
 def proof_from_genesis(task: Task, indices: tuple[int, ...] = (0, 1, 2, 3), miner: bytes = MINER):
@@ -84,7 +118,7 @@ def proof_from_genesis(task: Task, indices: tuple[int, ...] = (0, 1, 2, 3), mine
     header's k field only changes the parent hash, hence R). The accuracy rule decides the rest."""
     from pol_core.header import compute_genesis_header, compute_header_hash
     from pol_core.requirements import is_requirements_met
-    from pol_core.step import compute_correct, process_update
+    from pol_core.step import compute_correct, process_step
     from pol_core.verify import Proof
     from pol_core.weights import get_flat_params, get_state
 
@@ -92,7 +126,7 @@ def proof_from_genesis(task: Task, indices: tuple[int, ...] = (0, 1, 2, 3), mine
     correct = compute_correct(task.model_from_state(state), task.test_x, task.test_y, task.config.eval_batch)
     model = task.model_from_state(state)
     before = get_flat_params(model)
-    process_update(model, *task.batch(indices), task.config.lr)
+    process_step(model, *task.batch(indices), task.config)
     after = get_flat_params(model)
     for k_field in range(1, 200):
         parent = compute_genesis_header(task.spec_hash, task.genesis_hash, correct, k_field)

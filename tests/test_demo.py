@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,15 +10,7 @@ import time
 from pol_chain.deploy import Deployment
 from pol_cli.report import read_csv
 
-
-def is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie has exited; only its parent's wait is missing.
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(") ")[1][0] != "Z"
+from .helpers import is_alive
 
 
 def test_demo_three_blocks(tmp_path):

@@ -12,20 +12,24 @@ import torch
 
 from pol_core.keccak import keccak256
 from pol_core.requirements import compute_requirements
-from pol_core.step import process_update
+from pol.client import VerifierClient
+from pol_core.step import process_step
+from pol_core.types import InvalidBatchSize
 from pol_core.verify import Proof, compute_verdict
-from pol_core.weights import compute_weights_hash, get_flat_params
-from prover.client import VerifierClient
+from pol_core.weights import compute_weights_hash, get_flat_params, get_state
 from prover.fast import BatchedSearch
 from prover.miner import Miner, MinerConfig
-from prover.search import FastSearcher
+from prover.search import FastSearcher, draw_round
 
 from .helpers import deploy_fresh, start_verifier_process
 
 
 @pytest.fixture()
 def network(anvil, digits, tmp_path):
-    dep = deploy_fresh(anvil.url, digits, tmp_path / "d.json", difficulty=5)
+    # k = 3: at k >= S + 1 = 5 a tip can draw R that no batch of 4 meets (for example five "increase"
+    # requirements on five different rows of the last linear layer, whose inputs are mostly
+    # positive, need five different labels among four samples), and these tests would hang on it.
+    dep = deploy_fresh(anvil.url, digits, tmp_path / "d.json", difficulty=3)
     vp = start_verifier_process(tmp_path / "d.json", tmp_path / "v")
     yield dep, vp, tmp_path
     vp.stop()
@@ -69,21 +73,47 @@ def test_fast_and_faithful_agree_on_every_sign(digits):
     model = digits.new_model()
     gen = torch.Generator().manual_seed(5)
     for _ in range(30):  # away from genesis, where gradients are larger
-        process_update(model, *digits.batch(torch.randperm(digits.train_size, generator=gen)[:4].tolist()), digits.config.lr)
+        process_step(model, *digits.batch(torch.randperm(digits.train_size, generator=gen)[:4].tolist()), digits.config)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     c = 48
     idx = torch.stack([torch.randperm(digits.train_size, generator=gen)[:4] for _ in range(c)])  # (C, S)
-    oriented = BatchedSearch(digits, model, reqs, c).oriented_deltas(*digits.batch(idx.flatten().tolist()), train=False)
+    oriented = BatchedSearch(digits, model, reqs, c).oriented_deltas(*digits.batch(idx.flatten().tolist()))
+    # The search only looks: W, BatchNorm buffers included, is exactly as it was.
+    assert compute_weights_hash(get_state(model)) == compute_weights_hash(state)
     where = torch.tensor([r // 2 for r in reqs])
     sign = torch.tensor([-1.0 if r % 2 else 1.0 for r in reqs], dtype=torch.float64)
     for i in range(c):
         m = digits.model_from_state(state)
         before = get_flat_params(m)
-        process_update(m, *digits.batch(idx[i].tolist()), digits.config.lr)
+        process_step(m, *digits.batch(idx[i].tolist()), digits.config)
         plain = (get_flat_params(m) - before).double()[where] * sign
         decided = plain.abs() > 1e-7  # float32 rounding of w + dw can hide smaller changes
         assert torch.equal((plain > 0)[decided], (oriented[i] > 0)[decided]), f"candidate {i}"
         assert torch.allclose(plain.float(), oriented[i], atol=1e-7, rtol=1e-4)
+
+
+def test_fast_round_trains_with_the_core_step(digits):
+    """Between rounds the fast searcher takes exactly pol_core's step on a prefix of the round."""
+    reqs = compute_requirements(keccak256(b"never met"), 64, digits.num_params)
+    model, ref = digits.new_model(), digits.new_model()
+    s = FastSearcher(digits, model, reqs, torch.Generator().manual_seed(3), torch.device("cpu"), candidates=64,
+                     train_batch=64)
+    assert s.round() is None
+    idx = draw_round(torch.Generator().manual_seed(3), digits.train_size, 64, digits.config.batch_size)
+    batch = [i for cand in idx for i in cand][:64]
+    assert len(set(batch)) == 64  # one permutation per round: no sample twice in a step
+    process_step(ref, *digits.batch(batch), digits.config)  # B = 16 S, so lr * 4
+    assert compute_weights_hash(get_state(model)) == compute_weights_hash(get_state(ref))
+    assert compute_weights_hash(get_state(model)) != digits.genesis_hash
+    every = FastSearcher(digits, digits.new_model(), reqs, torch.Generator(), torch.device("cpu"), candidates=16,
+                         train_every=2)
+    every.round()
+    assert compute_weights_hash(get_state(every.model)) == digits.genesis_hash  # round 1: search only
+    every.round()
+    assert compute_weights_hash(get_state(every.model)) != digits.genesis_hash  # round 2: and a step
+    for bad in (8, 32, 6):  # not S times a power of four
+        with pytest.raises(InvalidBatchSize):
+            FastSearcher(digits, model, reqs, torch.Generator(), torch.device("cpu"), candidates=64, train_batch=bad)
 
 
 def test_prover_switches_to_a_new_tip_when_another_wins(network, digits):

@@ -22,10 +22,10 @@ from pol_core.tasks.spec import Task
 from pol_core.types import ConsensusError
 from pol_core.verify import Proof, compute_verdict
 from pol_core.weights import compute_weights_hash, get_flat_params
-from pol_eval import ShardFailed, WorkerMismatch, make_evaluator
-from pol_eval.layout import StateLayout
-from pol_eval.pool import LocalPool
-from pol_eval.shard import ShardRunner, check_settings, compute_shards, describe_settings
+from verifier_service.evaluation import ShardFailed, WorkerMismatch, make_evaluator
+from verifier_service.evaluation.layout import StateLayout
+from verifier_service.evaluation.pool import LocalPool
+from verifier_service.evaluation.shard import ShardRunner, check_settings, compute_shards, describe_settings
 from verifier_service.config import load_config
 
 from .helpers import deploy_fresh, mine_on, proof_from_genesis, start_verifier_process, submit_found
@@ -293,7 +293,7 @@ def test_a_shard_that_keeps_losing_its_worker_fails_with_no_count(small_digits, 
 
 def test_a_worker_computing_other_bits_is_refused(small_digits, pools, monkeypatch):
     """The canary is the guard against a worker whose kernels differ: break it and the pool refuses."""
-    import pol_eval.pool as pool_mod
+    import verifier_service.evaluation.pool as pool_mod
 
     pool = pools[1]
     other = Task(replace(small_digits.config, eval_batch=128), small_digits.raw, small_digits.builder)
@@ -307,7 +307,7 @@ def test_a_worker_computing_other_bits_is_refused(small_digits, pools, monkeypat
 
 
 def eval_processes(root: int) -> list[int]:
-    """The pol_eval processes (the zygote and its workers) below process `root`."""
+    """The verifier_service.evaluation processes (the zygote and its workers) below process `root`."""
     parents: dict[int, int] = {}
     cmds: dict[int, bytes] = {}
     for entry in os.listdir("/proc"):
@@ -324,7 +324,7 @@ def eval_processes(root: int) -> list[int]:
     while frontier:
         frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - below
         below |= frontier
-    return sorted(pid for pid in below if b"pol_eval.worker" in cmds.get(pid, b""))
+    return sorted(pid for pid in below if b"verifier_service.evaluation.worker" in cmds.get(pid, b""))
 
 
 def wait_for(predicate, timeout: float = 60.0) -> bool:

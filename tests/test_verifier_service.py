@@ -8,14 +8,20 @@ import grpc
 import pytest
 import torch
 
+from pol.client import Rejected, VerifierClient
+from pol.reasons import ServiceReason
 from pol.v1 import verifier_pb2 as pb
+from pol.wire import encode_state
 from pol_chain import AnvilProcess
 from pol_core.requirements import compute_requirements, is_requirements_met
-from pol_core.step import compute_correct, process_update
+from pol_core.rulesets import RuleSet
+from pol_core.step import compute_correct, process_step
+from pol_core.types import Reason
 from pol_core.weights import compute_weights_hash, get_flat_params
-from prover.client import Rejected, VerifierClient
 from verifier_service.config import VerifierConfig
-from verifier_service.journal import encode_state
+from verifier_service.factory import build_node
+from verifier_service.journal import Journal, ModelStore
+from verifier_service.metrics import Metrics
 from verifier_service.node import VerifierNode
 from verifier_service.server import create_server
 
@@ -24,10 +30,11 @@ from .helpers import KEY, MINER, deploy_fresh, mine_on, start_verifier_process, 
 
 @pytest.fixture()
 def service(anvil, digits, tmp_path):
-    dep_path = tmp_path / "deployment.json"
-    deploy_fresh(anvil.url, digits, dep_path)
-    node = VerifierNode(VerifierConfig(deployment=str(dep_path), data_root=str(tmp_path / "v"), receipt_wait_s=20), KEY,
-                        task=digits)
+    dep = deploy_fresh(anvil.url, digits, tmp_path / "deployment.json")
+    # Assembled from its collaborators, as any embedding of the node would.
+    node = VerifierNode(task=digits, deployment=dep, chain=dep.client(KEY), journal=Journal(tmp_path / "v" / "j.sqlite"),
+                        models=ModelStore(tmp_path / "v" / "models"), metrics=Metrics(),
+                        cfg=VerifierConfig(receipt_wait_s=20))
     server, port = create_server(node, "127.0.0.1:0")
     node.start()
     server.start()
@@ -47,7 +54,7 @@ def test_accepts_a_real_proof_end_to_end(service, digits):
     assert resp.attested and resp.tx_hash.startswith("0x") and resp.height == 1
     assert 21_000 < resp.gas_used <= 50_000
     chain_tip = node.chain.get_tip()
-    assert chain_tip.hash == resp.block_hash and chain_tip.height == 1
+    assert chain_tip.link == resp.block_hash and chain_tip.height == 1
     assert node.chain.get_latest_model_hash() == resp.new_weights_hash
     assert (resp.correct_before, resp.correct_after) == (found.correct_before, found.correct_after)
     # Provers sync to the canonical W' through GetModel.
@@ -60,7 +67,7 @@ def test_accepts_a_real_proof_end_to_end(service, digits):
     # Prometheus metrics count what happened.
     import urllib.request
 
-    port = node.metrics.serve(0)
+    port = node.serve_metrics(0)
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert "pol_proofs_accepted_total 1.0" in text and "pol_tip_height 1.0" in text
     assert 'pol_verification_seconds_count{phase="update"} 1.0' in text
@@ -75,7 +82,7 @@ def find_failing_candidate(task, tip, want_requirements: bool):
         idx = tuple(torch.randperm(task.train_size, generator=gen)[:4].tolist())
         m = task.new_model()
         before = get_flat_params(m)
-        process_update(m, *task.batch(idx), task.config.lr)
+        process_step(m, *task.batch(idx), task.config)
         met = is_requirements_met(before, get_flat_params(m), reqs)
         if not want_requirements and not met:
             return idx
@@ -140,9 +147,37 @@ def test_bad_inputs_get_specific_statuses(service, digits):
     with pytest.raises(Rejected) as e:
         submit_found(client, digits, tip, found)  # the same proof again
     assert (e.value.code, e.value.reason) == (grpc.StatusCode.ALREADY_EXISTS, "DUPLICATE")
-    with pytest.raises(grpc.RpcError) as e:
+    with pytest.raises(Rejected) as e:
         client.get_model(b"\x09" * 32, [])
-    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    assert (e.value.code, e.value.reason) == (grpc.StatusCode.NOT_FOUND, ServiceReason.UNKNOWN_MODEL)
+    # GetModel is a generator: its checks run while the stream is iterated, through the same map.
+    with pytest.raises(Rejected) as e:
+        client.get_model(b"\x09" * 31, [])
+    assert (e.value.code, e.value.reason) == (grpc.StatusCode.INVALID_ARGUMENT, Reason.INVALID_HASH)
+
+
+def test_errors_inside_watch_tip_are_mapped(service, monkeypatch):
+    """A failure after the stream started still ends it with the service's status and reason."""
+    node, client = service
+    calls = [0]
+    real = node.tip_view
+
+    def flaky():
+        calls[0] += 1
+        if calls[0] > 1:
+            raise RuntimeError("disk on fire")
+        return real()
+
+    monkeypatch.setattr(node, "tip_view", flaky)
+    stream = client.watch_tip()
+    first = next(stream)
+    assert first.height == 0
+    node._after_attest_pass(None)  # wake the stream, which then fails
+    with pytest.raises(grpc.RpcError) as e:
+        next(stream)
+    assert e.value.code() == grpc.StatusCode.INTERNAL
+    assert dict(e.value.trailing_metadata())["pol-reason"] == "INTERNAL"
+    assert "disk on fire" not in e.value.details()  # internals stay in the service's log
 
 
 def test_concurrent_submissions_one_block_per_height(service, digits):
@@ -245,7 +280,7 @@ def test_kill9_after_send_is_not_sent_twice(anvil, digits, tmp_path):
         tip = client.get_tip()
         resp = submit_found(client, digits, tip, mine_on(digits, tip))
         assert not resp.attested
-        assert chain.get_tip().hash == resp.block_hash  # the transaction landed; the journal does not know
+        assert chain.get_tip().link == resp.block_hash  # the transaction landed; the journal does not know
         vp.kill9()
     finally:
         vp.stop()
@@ -267,8 +302,8 @@ def test_chain_down_then_up(digits, tmp_path):
     port = a.port
     try:
         dep = deploy_fresh(a.url, digits, tmp_path / "d.json")
-        node = VerifierNode(VerifierConfig(deployment=str(tmp_path / "d.json"), data_root=str(tmp_path / "v"),
-                                           receipt_wait_s=1, chain_retry_max_s=0.5), KEY, task=digits)
+        node = build_node(VerifierConfig(deployment=str(tmp_path / "d.json"), data_root=str(tmp_path / "v"),
+                                         receipt_wait_s=1, chain_retry_max_s=0.5), KEY, task=digits)
         server, gport = create_server(node, "127.0.0.1:0")
         node.start()
         server.start()
@@ -289,9 +324,28 @@ def test_chain_down_then_up(digits, tmp_path):
             time.sleep(0.1)
         t = client.get_tip()
         assert t.height == 1 and not t.degraded and t.block_hash == resp.block_hash
-        assert dep.client().get_tip().hash == resp.block_hash
+        assert dep.client().get_tip().link == resp.block_hash
         client.close()
         server.stop(0)
         node.stop()
     finally:
         a.stop()
+
+
+def test_a_chain_bound_deployment_is_refused_until_the_node_verifies_it(tmp_path, digits_cb):
+    """The node applies the paper verdict only (issue 10 part B wires the chain-bound one in): it must
+    refuse a chain-bound deployment at set-up, with a clear message, instead of attesting wrong blocks."""
+    from dataclasses import replace
+
+    from pol_chain.deploy import Deployment
+    from verifier_service.node import SetupError
+
+    from .test_wire import genesis_example
+
+    genesis = replace(genesis_example(), rules=RuleSet.CHAIN_BOUND, task_spec_hash=digits_cb.spec_hash)
+    dep = Deployment("http://127.0.0.1:1", 31337, "0x" + "cd" * 20, 1, "digits-cnn", genesis)
+    with pytest.raises(SetupError, match="chain-bound rules; this verifier implements the paper rules only"):
+        build_node(VerifierConfig(data_root=str(tmp_path / "v")), KEY, deployment=dep)
+    with pytest.raises(SetupError, match="paper rules only"):
+        VerifierNode(task=digits_cb, deployment=dep, chain=dep.client(), journal=Journal(tmp_path / "j.sqlite"),
+                     models=ModelStore(tmp_path / "models"), metrics=Metrics())

@@ -10,8 +10,10 @@ from pol_core.requirements import compute_requirements
 from pol_core.step import compute_correct
 from pol_core.types import (
     AccuracyNotImproved,
+    HeightNotNext,
     InvalidHeader,
     InvalidIndices,
+    ParentNotTip,
     RequirementsNotMet,
     SabotageDetected,
     WeightsHashMismatch,
@@ -81,28 +83,38 @@ def test_changing_one_weight_fails(digits, mined):
 def test_changing_the_parent_fails(digits, mined):
     genesis, parent_hash, proof, _ = mined
     other = keccak256(b"another parent")
-    with pytest.raises(InvalidHeader):
+    with pytest.raises(ParentNotTip):
         compute_verdict(digits, genesis, other, K, proof)  # the proof names a different parent
     failures = 0
     for i in range(4):
         seed = keccak256(bytes([i]))
         try:
             compute_verdict(digits, genesis, seed, K, replace(proof, parent_hash=seed))
-        except (RequirementsNotMet, InvalidHeader):
+        except RequirementsNotMet:
             failures += 1
     assert failures == 4
+
+
+def test_wrong_height_and_other_task_fail(digits, mined):
+    genesis, parent_hash, proof, _ = mined
+    for height in (0, 2, 2**40):
+        with pytest.raises(HeightNotNext):
+            compute_verdict(digits, genesis, parent_hash, K, replace(proof, height=height))
+    other_task = replace(genesis, task_spec_hash=keccak256(b"another task"))
+    with pytest.raises(InvalidHeader, match="task"):
+        compute_verdict(digits, other_task, parent_hash, K, proof)
 
 
 def test_flipping_one_requirement_direction_fails(digits, mined):
     _, parent_hash, proof, _ = mined
     from pol_core.requirements import process_requirements_check
-    from pol_core.step import process_update
+    from pol_core.step import process_step
     from pol_core.weights import get_flat_params
 
     reqs = compute_requirements(parent_hash, K, digits.num_params)
     model = digits.model_from_state(proof.state)
     before = get_flat_params(model)
-    process_update(model, *digits.batch(proof.indices), digits.config.lr)
+    process_step(model, *digits.batch(proof.indices), digits.config)
     after = get_flat_params(model)
     process_requirements_check(before, after, reqs)
     flipped = [reqs[0] ^ 1] + reqs[1:]

@@ -6,10 +6,17 @@ import pytest
 import torch
 from torch import nn
 
-from pol_core.step import compute_correct, process_update
+from pol_core.step import compute_batch_exponent, compute_correct, compute_step_lr, process_step
 from pol_core.tasks.cifar import load_cifar_task, write_cifar_like
 from pol_core.tasks.spec import compute_spec_hash
-from pol_core.types import DatasetError, InvalidWeights, UnknownTask, WeightsHashMismatch
+from pol_core.types import (
+    DatasetError,
+    InvalidBatchSize,
+    InvalidTaskConfig,
+    InvalidWeights,
+    UnknownTask,
+    WeightsHashMismatch,
+)
 from pol_core.weights import (
     compute_weights_hash,
     count_learnable,
@@ -40,7 +47,7 @@ def test_weights_hash_changes_with_one_bit_and_with_names():
 
 def test_weights_hash_is_identical_in_a_fresh_process(digits):
     code = (
-        "from pol_core.tasks import load_task; t = load_task('digits-cnn');"
+        "from pol_core.tasks import load_task; t = load_task('digits-cnn', rules='paper');"
         "print(t.genesis_hash.hex(), t.spec_hash.hex())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
@@ -85,8 +92,8 @@ def test_update_is_deterministic_and_plain_sgd(digits):
     idx = [0, 5, 10, 15]
     x, y = digits.batch(idx)
     a, b = digits.new_model(), digits.new_model()
-    process_update(a, x, y, digits.config.lr)
-    process_update(b, x, y, digits.config.lr)
+    process_step(a, x, y, digits.config)
+    process_step(b, x, y, digits.config)
     assert compute_weights_hash(a.state_dict()) == compute_weights_hash(b.state_dict())
     # Plain SGD: W' = W - lr * grad, matching torch.optim.SGD without momentum.
     c = digits.new_model()
@@ -96,6 +103,47 @@ def test_update_is_deterministic_and_plain_sgd(digits):
     opt.step()
     assert torch.equal(get_flat_params(a), get_flat_params(c))
     assert int(a.state_dict()["1.num_batches_tracked"]) == 1
+
+
+@pytest.mark.parametrize("batch,j", [(4, 0), (16, 1), (64, 2), (1024, 4)])
+def test_step_lr_scales_by_the_square_root_of_the_batch(digits, batch, j):
+    """B = 4^j * S steps at lr * 2^j, exactly (a power of two scales a float without rounding)."""
+    assert compute_batch_exponent(digits.config, batch) == j
+    assert compute_step_lr(digits.config, batch) == digits.config.lr * 2**j
+
+
+@pytest.mark.parametrize("batch", [0, 1, 2, 3, 5, 8, 12, 32, 128, 4 * 4**3 + 4])
+def test_step_refuses_a_batch_that_is_not_s_times_a_power_of_four(digits, batch):
+    with pytest.raises(InvalidBatchSize):
+        compute_step_lr(digits.config, batch)
+
+
+def test_large_batch_step_is_plain_sgd_at_the_scaled_rate(digits):
+    x, y = digits.batch(list(range(16)))
+    a, ref = digits.new_model(), digits.new_model()
+    process_step(a, x, y, digits.config)
+    opt = torch.optim.SGD(ref.parameters(), lr=digits.config.lr * 2)
+    ref.train()
+    nn.functional.cross_entropy(ref(x), y).backward()
+    opt.step()
+    assert torch.equal(get_flat_params(a), get_flat_params(ref))
+    with pytest.raises(InvalidBatchSize):
+        process_step(digits.new_model(), *digits.batch(list(range(8))), digits.config)
+
+
+def test_only_plain_sgd_with_known_rules_and_bounds_is_a_valid_task(digits):
+    from dataclasses import replace
+
+    from pol_core.tasks.spec import Task
+
+    for bad in (replace(digits.config, optimizer="adam"), replace(digits.config, lr=0.0),
+                replace(digits.config, lr=float("nan")), replace(digits.config, batch_size=0),
+                replace(digits.config, rules="chainbound"), replace(digits.config, max_step_batch=8),
+                replace(digits.config, max_segment_steps=-1)):
+        with pytest.raises(InvalidTaskConfig):
+            compute_step_lr(bad, 4)
+        with pytest.raises(InvalidTaskConfig):
+            Task(bad, digits.raw, digits.new_model)
 
 
 def test_accuracy_is_an_integer_count_in_eval_mode(digits):
@@ -142,6 +190,6 @@ def test_every_digits_weight_is_live(digits):
     for _ in range(300):
         idx = torch.randperm(digits.train_size, generator=gen)[:4].tolist()
         before = get_flat_params(model)
-        process_update(model, *digits.batch(idx), digits.config.lr)
+        process_step(model, *digits.batch(idx), digits.config)
         moved |= (get_flat_params(model) - before).abs() > digits.config.delta_margin
     assert bool(moved.all()), f"dead weights: {torch.nonzero(~moved).flatten()[:10].tolist()}"

@@ -2,8 +2,15 @@
 from __future__ import annotations
 
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used as it is; the message names the file and the key."""
 
 
 @dataclass(frozen=True)
@@ -30,18 +37,44 @@ class VerifierConfig:
     fault_pause_s: float = 0.0
 
 
-def load_config(path: str | Path | None, **overrides) -> VerifierConfig:
+def _accepts(annotation: Any, value: Any) -> bool:
+    """Whether a TOML value fits a field's annotation (str, int, float, bool, or X | None)."""
+    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    for t in options:
+        if t is type(None) and value is None:
+            return True
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True
+        if t in (int, str, bool) and type(value) is t:
+            return True
+    return False
+
+
+def load_config(path: str | Path | None, **overrides: Any) -> VerifierConfig:
     base = VerifierConfig()
     if path:
-        doc = dict(tomllib.loads(Path(path).read_text()).get("verifier", {}))
+        p = Path(path)
+        try:
+            doc = tomllib.loads(p.read_text()).get("verifier", {})
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p} is not valid TOML: {e}") from e
+        doc = dict(doc)
         ray = doc.pop("ray", {})
         # [verifier.ray] names the cluster; only its own two keys mean anything.
         if not isinstance(ray, dict) or set(ray) - {"address", "actors"}:
-            raise ValueError(f"{path}: [verifier.ray] takes only address and actors")
+            raise ConfigError(f"{p}: [verifier.ray] takes only the keys address and actors")
         doc.update({f"ray_{k}": v for k, v in ray.items()})
+        hints = typing.get_type_hints(VerifierConfig)
         known = {f.name for f in fields(VerifierConfig)}
+        # A misspelt key would silently keep its default.
         unknown = sorted(set(doc) - known)
         if unknown:
-            raise ValueError(f"{path}: unknown [verifier] keys {unknown}")
+            raise ConfigError(f"{p}: unknown [verifier] key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+        for key, value in doc.items():
+            # A value of the wrong type would fail much later, far from the file.
+            if not _accepts(hints[key], value):
+                raise ConfigError(f"{p}: [verifier] {key} = {value!r} is not of type {hints[key]}")
         base = replace(base, **doc)
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,7 +1,6 @@
 """Durable state: an SQLite journal of accepted blocks and a content-addressed model store."""
 from __future__ import annotations
 
-
 import os
 import sqlite3
 import threading
@@ -11,9 +10,8 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
+from pol.wire import decode_state, encode_state
 from pol_core.header import Header, compute_header_encoding, decode_header
 from pol_core.weights import compute_weights_hash
 
@@ -72,7 +70,7 @@ class Journal:
         with self._lock:
             self._db.execute("UPDATE blocks SET status='orphaned' WHERE hash=?", (block_hash,))
 
-    def _rows(self, where: str, args: tuple) -> list[JournalEntry]:
+    def _rows(self, where: str, args: tuple[object, ...]) -> list[JournalEntry]:
         with self._lock:
             rows = self._db.execute(
                 f"SELECT hash, header, status, tx_hash, gas_used, accepted_at FROM blocks WHERE {where}", args
@@ -96,16 +94,6 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
-
-
-def encode_state(state: Mapping[str, torch.Tensor]) -> bytes:
-    return st_save({k: v.detach().cpu().contiguous() for k, v in state.items()})
-
-
-def decode_state(blob: bytes, order: list[str]) -> dict[str, torch.Tensor]:
-    """safetensors stores names sorted; the canonical order is the task's, so put it back."""
-    raw = st_load(blob)
-    return {k: raw[k] for k in order if k in raw} | {k: v for k, v in raw.items() if k not in order}
 
 
 class ModelStore:
@@ -142,6 +130,3 @@ class ModelStore:
     def get_state(self, weights_hash: bytes, order: list[str]) -> dict[str, torch.Tensor] | None:
         blob = self.get_bytes(weights_hash)
         return None if blob is None else decode_state(blob, order)
-
-
-

@@ -1,90 +1,97 @@
-"""The gRPC face of the verifier: thin servicers, one place that maps errors to status codes."""
+"""The gRPC face of the verifier: thin servicers; errors become status codes through pol.status."""
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import signal
 import threading
 from concurrent import futures
+from typing import Any, Callable, Iterator, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from safetensors import SafetensorError
 
+from pol import status
+from pol.reasons import AnyReason, Refused, ServiceReason
 from pol.v1 import verifier_pb2 as pb
 from pol.v1 import verifier_pb2_grpc as pb_grpc
-from pol_core.types import Address, Hash32, Height, SampleIndex
+from pol.wire import CHUNK_SIZE, MalformedWeights, iter_chunks
+from pol_core.types import Address, ConsensusError, Hash32, Height, InvalidHash, SampleIndex, UnknownTask
 from pol_core.verify import Proof
 
-from .journal import decode_state
-from .node import Rejection, VerifierNode
+from .node import VerifierNode
 
 log = logging.getLogger("pol.verifier")
 
-STATUS = {
-    "INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT,
-    "FAILED_PRECONDITION": grpc.StatusCode.FAILED_PRECONDITION,
-    "ALREADY_EXISTS": grpc.StatusCode.ALREADY_EXISTS,
-    "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
-    "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
-}
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def rejects(fn):
-    """Turn a Rejection into its status code, and anything unexpected into INTERNAL, never a crash."""
+def _refusal(e: Exception) -> tuple[AnyReason, str]:
+    """The reason and message for any exception raised while serving a call."""
+    if isinstance(e, (ConsensusError, Refused)):
+        return e.reason, str(e)
+    log.error("internal error", exc_info=e)  # a bug: the service answers INTERNAL and keeps serving
+    return ServiceReason.INTERNAL, type(e).__name__
+
+
+def rejects(fn: F) -> F:
+    """Map whatever a handler raises to a status through pol.status, for plain handlers and for
+    streaming ones (a generator's errors surface while it is iterated, after the call returned)."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            try:
+                yield from fn(self, request, context)
+            except grpc.RpcError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the service must survive any input
+                status.abort(context, *_refusal(e))
+
+        return streaming  # type: ignore[return-value]
 
     @functools.wraps(fn)
-    def wrapper(self, request, context):
+    def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return fn(self, request, context)
-        except Rejection as r:
-            context.set_trailing_metadata((("pol-reason", r.reason),))
-            context.abort(STATUS[r.kind], f"{r.reason}: {r}")
         except grpc.RpcError:
             raise
         except Exception as e:  # noqa: BLE001 - the service must survive any input
-            log.exception("internal error")
-            context.set_trailing_metadata((("pol-reason", "INTERNAL"),))
-            context.abort(grpc.StatusCode.INTERNAL, f"INTERNAL: {type(e).__name__}")
+            status.abort(context, *_refusal(e))
 
-    return wrapper
+    return unary  # type: ignore[return-value]
 
 
-def bad(reason: str, message: str) -> Rejection:
-    return Rejection("INVALID_ARGUMENT", reason, message)
-
-
-def read_proof(node: VerifierNode, requests) -> tuple[Proof, pb.ProofHeader]:
+def read_proof(node: VerifierNode, requests: Iterator[pb.SubmitProofRequest]) -> tuple[Proof, pb.ProofHeader]:
     """Translate the request stream into a domain Proof, enforcing the size cap while reading."""
     first = next(requests, None)
     if first is None or not first.HasField("header"):
-        raise bad("MISSING_HEADER", "the first message must be a ProofHeader")
+        raise Refused(ServiceReason.MISSING_HEADER, "the first message must be a ProofHeader")
     h = first.header
-    if h.task != node.task.name:
-        raise bad("UNKNOWN_TASK", f"task {h.task!r} is not served here (this verifier runs {node.task.name!r})")
+    if h.task != node.task_name:
+        raise UnknownTask(f"task {h.task!r} is not served here (this verifier runs {node.task_name!r})")
     if len(h.parent_hash) != 32 or len(h.weights_hash) != 32:
-        raise bad("INVALID_HASH", "parent_hash and weights_hash must be 32 bytes")
+        raise InvalidHash("parent_hash and weights_hash must be 32 bytes")
     if len(h.miner) != 20:
-        raise bad("INVALID_MINER", f"miner must be a 20-byte address, got {len(h.miner)} bytes")
+        raise Refused(ServiceReason.INVALID_MINER, f"miner must be a 20-byte address, got {len(h.miner)} bytes")
     cap = node.max_weights_bytes()
     if h.weights_size > cap:
-        raise Rejection("RESOURCE_EXHAUSTED", "TOO_LARGE", f"weights_size {h.weights_size} exceeds the cap of {cap} bytes")
+        raise Refused(ServiceReason.TOO_LARGE, f"weights_size {h.weights_size} exceeds the cap of {cap} bytes")
     chunks, total = [], 0
     for req in requests:
         if not req.HasField("weights_chunk"):
-            raise bad("UNEXPECTED_HEADER", "only weights chunks may follow the header")
+            raise Refused(ServiceReason.UNEXPECTED_HEADER, "only weights chunks may follow the header")
         total += len(req.weights_chunk)
         if total > cap:
-            raise Rejection("RESOURCE_EXHAUSTED", "TOO_LARGE", f"weights exceed the cap of {cap} bytes")
+            raise Refused(ServiceReason.TOO_LARGE, f"weights exceed the cap of {cap} bytes")
         chunks.append(req.weights_chunk)
     if total != h.weights_size:
-        raise bad("SIZE_MISMATCH", f"received {total} weight bytes, header announced {h.weights_size}")
+        raise Refused(ServiceReason.SIZE_MISMATCH, f"received {total} weight bytes, header announced {h.weights_size}")
     try:
-        state = decode_state(b"".join(chunks), node.state_order)
-    except (SafetensorError, ValueError, RuntimeError) as e:
-        raise bad("MALFORMED_WEIGHTS", f"weights are not a valid safetensors blob: {e}") from e
+        state = node.decode_weights(b"".join(chunks))
+    except MalformedWeights as e:
+        raise Refused(ServiceReason.MALFORMED_WEIGHTS, str(e)) from e
     proof = Proof(
         parent_hash=Hash32(bytes(h.parent_hash)),
         height=Height(h.height),
@@ -96,17 +103,19 @@ def read_proof(node: VerifierNode, requests) -> tuple[Proof, pb.ProofHeader]:
     return proof, h
 
 
-def client_id(context) -> str:
-    md = dict(context.invocation_metadata() or ())
+def client_id(context: grpc.ServicerContext) -> str:
+    md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
     return md.get("pol-client-id") or context.peer().rsplit(":", 1)[0]
 
 
 class VerifierServicer(pb_grpc.VerifierServicer):
-    def __init__(self, node: VerifierNode):
+    def __init__(self, node: VerifierNode, chunk_size: int = CHUNK_SIZE):
         self.node = node
+        self.chunk_size = chunk_size
 
     @rejects
-    def SubmitProof(self, request_iterator, context):
+    def SubmitProof(self, request_iterator: Iterator[pb.SubmitProofRequest], context: grpc.ServicerContext
+                    ) -> pb.SubmitProofResponse:
         proof, h = read_proof(self.node, request_iterator)
         acc = self.node.submit(proof, client_id(context))
         v = acc.verdict.header
@@ -122,21 +131,20 @@ class VerifierServicer(pb_grpc.VerifierServicer):
         )
 
     def _tip_message(self) -> pb.Tip:
-        n = self.node
-        t = n.tip
+        t = self.node.tip_view()
         return pb.Tip(
-            block_hash=t.block_hash, height=t.header.height, difficulty=t.difficulty, model_hash=t.header.new_weights_hash,
-            correct=t.header.correct_after, task=n.task.name, task_spec_hash=n.task.spec_hash, num_params=n.task.num_params,
-            degraded=n.is_degraded(), pending_attestations=n.pending_count(), contract_address=n.deployment.address,
-            chain_id=n.deployment.chain_id,
+            block_hash=t.block_hash, height=t.height, difficulty=t.difficulty, model_hash=t.model_hash,
+            correct=t.correct, task=t.task, task_spec_hash=t.task_spec_hash, num_params=t.num_params,
+            degraded=t.degraded, pending_attestations=t.pending_attestations, contract_address=t.contract_address,
+            chain_id=t.chain_id,
         )
 
     @rejects
-    def GetTip(self, request, context):
+    def GetTip(self, request: pb.GetTipRequest, context: grpc.ServicerContext) -> pb.Tip:
         return self._tip_message()
 
     @rejects
-    def WatchTip(self, request, context):
+    def WatchTip(self, request: pb.GetTipRequest, context: grpc.ServicerContext) -> Iterator[pb.Tip]:
         seen = None
         while context.is_active():
             msg = self._tip_message()
@@ -147,30 +155,24 @@ class VerifierServicer(pb_grpc.VerifierServicer):
             self.node.wait_tip_change(msg.block_hash, timeout=0.5)
 
     @rejects
-    def GetModel(self, request, context):
+    def GetModel(self, request: pb.GetModelRequest, context: grpc.ServicerContext) -> Iterator[pb.ModelChunk]:
         if len(request.model_hash) != 32:
-            raise bad("INVALID_HASH", "model_hash must be 32 bytes")
-        blob = self.node.models.get_bytes(request.model_hash)
+            raise InvalidHash("model_hash must be 32 bytes")
+        blob = self.node.get_model_bytes(request.model_hash)
         if blob is None:
-            raise Rejection("NOT_FOUND", "UNKNOWN_MODEL", f"no model 0x{request.model_hash.hex()} in this store")
-        return self._chunks(blob)
-
-    def _chunks(self, blob: bytes):
-        size = self.node.cfg.chunk_size
-        for i in range(0, max(len(blob), 1), size):
-            yield pb.ModelChunk(data=blob[i : i + size], total_size=len(blob) if i == 0 else 0)
+            raise Refused(ServiceReason.UNKNOWN_MODEL, f"no model 0x{request.model_hash.hex()} in this store")
+        for i, chunk in enumerate(iter_chunks(blob, self.chunk_size)):
+            yield pb.ModelChunk(data=chunk, total_size=len(blob) if i == 0 else 0)
 
     @rejects
-    def GetBlock(self, request, context):
-        n = self.node
-        if request.WhichOneof("key") == "block_hash":
-            entry = n.journal.get(request.block_hash)
-        elif request.WhichOneof("key") == "height":
-            entry = n.journal.get_by_height(request.height)
-        else:
-            raise bad("MISSING_KEY", "give block_hash or height")
+    def GetBlock(self, request: pb.GetBlockRequest, context: grpc.ServicerContext) -> pb.Block:
+        key = request.WhichOneof("key")
+        if key is None:
+            raise Refused(ServiceReason.MISSING_KEY, "give block_hash or height")
+        entry = (self.node.get_block(block_hash=request.block_hash) if key == "block_hash"
+                 else self.node.get_block(height=request.height))
         if entry is None:
-            raise Rejection("NOT_FOUND", "UNKNOWN_BLOCK", "no such block in this verifier's journal")
+            raise Refused(ServiceReason.UNKNOWN_BLOCK, "no such block in this verifier's journal")
         h = entry.header
         return pb.Block(
             block_hash=entry.block_hash, parent_hash=h.parent, height=h.height, task_spec_hash=h.task_spec_hash,
@@ -181,11 +183,12 @@ class VerifierServicer(pb_grpc.VerifierServicer):
         )
 
 
-def create_server(node: VerifierNode, addr: str, max_workers: int = 16) -> tuple[grpc.Server, int]:
+def create_server(node: VerifierNode, addr: str, max_workers: int = 16,
+                  chunk_size: int = CHUNK_SIZE) -> tuple[grpc.Server, int]:
     """Build (not start) the server with health checking and reflection; returns it and its port."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
                          options=[("grpc.max_receive_message_length", 8 << 20)])
-    pb_grpc.add_VerifierServicer_to_server(VerifierServicer(node), server)
+    pb_grpc.add_VerifierServicer_to_server(VerifierServicer(node, chunk_size), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", "pol.v1.Verifier"):
@@ -198,15 +201,17 @@ def create_server(node: VerifierNode, addr: str, max_workers: int = 16) -> tuple
     return server, port
 
 
-def serve(node: VerifierNode, addr: str, ready: threading.Event | None = None) -> None:
+def serve(node: VerifierNode, addr: str, metrics_port: int | None = None, chunk_size: int = CHUNK_SIZE,
+          ready: threading.Event | None = None) -> None:
     """Run until SIGTERM or SIGINT; the journal keeps whatever was accepted."""
-    server, port = create_server(node, addr)
+    server, port = create_server(node, addr, chunk_size=chunk_size)
     node.start()
     server.start()
-    if node.cfg.metrics_port is not None:
-        mport = node.metrics.serve(node.cfg.metrics_port)
+    if metrics_port is not None:
+        mport = node.serve_metrics(metrics_port)
         log.info("metrics", extra={"url": f"http://127.0.0.1:{mport}/metrics"})
-    log.info("serving", extra={"addr": addr, "port": port, "task": node.task.name, "contract": node.deployment.address})
+    tip = node.tip_view()
+    log.info("serving", extra={"addr": addr, "port": port, "task": tip.task, "contract": tip.contract_address})
     print(f"verifier listening on port {port}", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -31,6 +31,9 @@ CONFIG = TaskConfig(
     sabotage_tolerance=50,
     allow_equal=False,
     initial_difficulty=8,
+    rules="chain-bound",
+    max_segment_steps=16,
+    max_step_batch=64,
 )
 
 
@@ -38,7 +41,7 @@ def build_resnet18_cifar() -> nn.Module:
     """torchvision's resnet18 in its CIFAR form: 3x3 stride-1 stem and no max-pool."""
     from torchvision.models import resnet18
 
-    model = resnet18(num_classes=10)
+    model: nn.Module = resnet18(num_classes=10)
     model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)  # (B, 64, 32, 32)
     model.maxpool = nn.Identity()
     return model

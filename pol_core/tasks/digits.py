@@ -23,6 +23,9 @@ CONFIG = TaskConfig(
     sabotage_tolerance=5,
     allow_equal=False,
     initial_difficulty=4,
+    rules="chain-bound",
+    max_segment_steps=32,
+    max_step_batch=256,
 )
 
 

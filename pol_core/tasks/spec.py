@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
 
 from ..keccak import keccak256, new_keccak256
+from ..step import process_config_check
 from ..types import DatasetError, Hash32
 from ..weights import compute_entry_prefix, compute_tensor_bytes, compute_weights_hash, count_learnable
 
@@ -23,7 +24,7 @@ class TaskConfig:
     init_seed: int  # torch.manual_seed before constructing the model on CPU
     batch_size: int  # S
     lr: float
-    optimizer: str  # always "sgd": plain SGD, no momentum, no weight decay
+    optimizer: str  # "sgd" (plain SGD, no momentum, no weight decay), the only one step.py defines
     mean: tuple[float, ...]  # per channel, applied after dividing uint8 pixels by `scale`
     std: tuple[float, ...]
     scale: float
@@ -33,6 +34,9 @@ class TaskConfig:
     sabotage_tolerance: int  # correct answers W may lose against the parent's W'
     allow_equal: bool  # the paper's non-strict check (unchanged weights pass); off by default
     initial_difficulty: int
+    rules: str  # "chain-bound" or "paper" (pol_core.rulesets.RuleSet)
+    max_segment_steps: int  # chain-bound: most training steps one block's segment may hold
+    max_step_batch: int  # chain-bound: largest batch of one segment step, 4^j * S
     extra: tuple[tuple[str, str], ...] = field(default=())  # data options, e.g. the test-set size
 
 
@@ -58,15 +62,16 @@ def compute_dataset_fingerprint(data: TaskData) -> Hash32:
 
 def compute_spec_hash(config: TaskConfig, dataset_fingerprint: Hash32, genesis_weights_hash: Hash32, num_params: int) -> Hash32:
     """keccak256 of canonical JSON (sorted keys, no spaces, floats by repr) of everything pinned."""
+    pinned: dict[str, Any] = {k: (repr(v) if isinstance(v, float) else v) for k, v in asdict(config).items()}
+    pinned["mean"] = [repr(float(m)) for m in config.mean]
+    pinned["std"] = [repr(float(s)) for s in config.std]
     doc = {
         "version": SPEC_VERSION,
-        "config": {k: (repr(v) if isinstance(v, float) else v) for k, v in asdict(config).items()},
+        "config": pinned,
         "datasetFingerprint": "0x" + dataset_fingerprint.hex(),
         "genesisWeightsHash": "0x" + genesis_weights_hash.hex(),
         "numParams": num_params,
     }
-    doc["config"]["mean"] = [repr(float(m)) for m in config.mean]
-    doc["config"]["std"] = [repr(float(s)) for s in config.std]
     return keccak256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
 
 
@@ -85,6 +90,7 @@ class Task:
     """A loaded task: data as float tensors ready for the step, the genesis model, the spec hash."""
 
     def __init__(self, config: TaskConfig, data: TaskData, build: Callable[[], nn.Module]):
+        process_config_check(config)
         self.config = config
         self.raw = data
         self._build = build
@@ -101,6 +107,12 @@ class Task:
         self.num_params = count_learnable(genesis)
         self.spec_hash = compute_spec_hash(config, self.fingerprint, self.genesis_hash, self.num_params)
         self._scratch = threading.local()
+
+    def with_rules(self, rules: str) -> "Task":
+        """The same model and data under the other rule set (a different spec hash)."""
+        from dataclasses import replace
+
+        return Task(replace(self.config, rules=rules), self.raw, self._build)
 
     @property
     def name(self) -> str:
@@ -121,20 +133,20 @@ class Task:
             torch.manual_seed(self.config.init_seed)
             return self._build()
 
-    def scratch_model(self, state) -> nn.Module:
+    def scratch_model(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
         """A per-thread CPU model loaded with `state`: constructing (and initialising) a fresh
         ResNet-18 for every verification would cost more than the step being verified."""
-        model = getattr(self._scratch, "model", None)
+        model: nn.Module | None = getattr(self._scratch, "model", None)
         if model is None:
             model = self._scratch.model = self.new_model()
         model.load_state_dict(state, strict=True)
         return model
 
-    def model_from_state(self, state, device: str | torch.device = "cpu") -> nn.Module:
+    def model_from_state(self, state: Mapping[str, torch.Tensor], device: str | torch.device = "cpu") -> nn.Module:
         model = self.new_model()
         model.load_state_dict(state, strict=True)
         return model.to(device)
 
-    def batch(self, indices, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, indices: Iterable[int], device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(list(indices), dtype=torch.long)
         return self.train_x[idx].to(device), self.train_y[idx].to(device)  # (S, C, H, W), (S,)

@@ -1,14 +1,14 @@
 """Sharded evaluation on a Ray cluster: the same shards as the local pool, as calls on single-CPU actors.
 
 The test set goes into Ray's object store once per task, and each proof's states once per proof (one
-flat buffer per state in pol_eval.layout's format). Actors keep their own models and reload a state
+flat buffer per state in verifier_service.evaluation.layout's format). Actors keep their own models and reload a state
 only when the proof changes. Every actor must compute the bits this process computes: its settings
 and its canary (the genesis model's logits) are checked when it starts, so a node with another CPU
 kernel path is refused instead of silently changing a count. An actor that dies is replaced and its
 shard retried; any other failure fails the evaluation.
 
 Cluster nodes need this package and the same torch installed. The module's top level imports no
-torch, so an actor runs its set-up (pol_eval.worker.setup_process) before torch is imported.
+torch, so an actor runs its set-up (verifier_service.evaluation.worker.setup_process) before torch is imported.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Sharded evaluation on local worker processes: a warm pool, one worker per core by default.
 
-Workers are forked by a zygote process (pol_eval.worker) that ran the verifier's set-up and imported
+Workers are forked by a zygote process (verifier_service.evaluation.worker) that ran the verifier's set-up and imported
 torch once. The pool puts the task's normalised test set in shared memory once per task, and each
-proof's states (W' and W) in shared memory once per proof, in a fixed layout (pol_eval.layout).
+proof's states (W' and W) in shared memory once per proof, in a fixed layout (verifier_service.evaluation.layout).
 Workers map both, keep their own models, and answer one shard (a run of whole eval batches) at a
 time; the pool hands out shards as workers become free and sums the integer counts.
 
@@ -237,7 +237,7 @@ class LocalPool:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._zygote = subprocess.Popen(
-                [sys.executable, "-m", "pol_eval.worker", "--zygote-fd", str(theirs.fileno())],
+                [sys.executable, "-m", "verifier_service.evaluation.worker", "--zygote-fd", str(theirs.fileno())],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env)
         finally:
             theirs.close()

@@ -1,4 +1,4 @@
-"""Local evaluation workers, and the zygote that forks them: `python -m pol_eval.worker --zygote-fd N`.
+"""Local evaluation workers, and the zygote that forks them: `python -m verifier_service.evaluation.worker --zygote-fd N`.
 
 The pool starts one zygote per pool. The zygote runs the verifier's set-up once (pinned dispatch,
 deterministic mode, one thread), imports torch and the task code, and then forks one worker per
@@ -6,7 +6,7 @@ request: the pool sends it one end of a fresh socket pair (SCM_RIGHTS) and talks
 worker over the other end. A worker therefore starts in milliseconds, shares the zygote's pages
 copy-on-write, and inherits exactly the zygote's settings; a replacement costs no torch import.
 
-Worker protocol (pol_eval.wire frames over the worker's socket):
+Worker protocol (verifier_service.evaluation.wire frames over the worker's socket):
 
     worker -> ready {pid, settings}
     pool   -> bind  {spec, build, eval_batch, logit_margin, test: {...}, models: {...}}
@@ -102,7 +102,7 @@ def setup_process() -> None:
     """The verifier's deterministic, single-threaded set-up, in this process."""
     # ── CPU dispatch pinning hook (issue 11) ─────────────────────────────────────────────────
     # pin_cpu_dispatch() goes HERE: before the first `import torch` of this process, exactly as in
-    # the verifier. Nothing imported so far pulls in torch (pol_eval/__init__ and this module's
+    # the verifier. Nothing imported so far pulls in torch (evaluation/__init__ and this module's
     # top level are torch-free on purpose). Environment variables the parent pinned are inherited.
     import torch
 
@@ -171,7 +171,7 @@ def zygote(control: socket.socket) -> int:
 def main(argv: list[str]) -> int:
     # A worker only ever runs forked from a zygote, so that every worker has the zygote's set-up.
     if len(argv) != 2 or argv[0] != "--zygote-fd":
-        print("usage: python -m pol_eval.worker --zygote-fd FD (started by pol_eval.pool)", file=sys.stderr)
+        print("usage: python -m verifier_service.evaluation.worker --zygote-fd FD (started by verifier_service.evaluation.pool)", file=sys.stderr)
         return 2
     return zygote(socket.socket(fileno=int(argv[1])))
 

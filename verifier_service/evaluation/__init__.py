@@ -4,7 +4,7 @@ Every backend returns the integers the serial code (pol_core.evaluation.evaluate
 for bit: shards start on the task's `eval_batch` boundaries, so each worker runs exactly the batches
 the serial loop runs, single-threaded with the verifier's settings, and counts are sums over samples.
 
-This module must stay free of torch imports: `python -m pol_eval.worker` imports it before the
+This module must stay free of torch imports: `python -m verifier_service.evaluation.worker` imports it before the
 worker has pinned its CPU dispatch.
 """
 from __future__ import annotations

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The one command for a borrowed GPU machine (issue 11 item 5 and the GPU benches), run from the repo root:
+#     bash bench/device_check.sh            # results and logs land in $OUT
+# Needs the carried wheels in .whl/ (eth-utils, eth-hash, eth-typing, hexbytes, cytoolz, pycryptodome,
+# eth_abi, parsimonious); the machine brings python3, torch, numpy, safetensors, scikit-learn.
+# Budget: about 4 minutes for gpu_agreement (two runs, each stopped by its time cap), under 6 in all.
+# Knobs (environment): GA_PROOFS (1000), GA_K (2), GA_STRICT_CAP_S (130), GA_DEFAULTS_CAP_S (50; 0 skips).
+set -euo pipefail
+export PYTHONUNBUFFERED=1
+: "${OUT:=/tmp/device_check_out}"
+mkdir -p "$OUT"
+start=$SECONDS
+
+shopt -s nullglob
+wheels=(.whl/*.whl)
+if ((${#wheels[@]})); then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  echo "WARNING: no wheels in .whl/; relying on what python3 already has"
+  export PYTHONPATH=$PWD
+fi
+
+echo "== machine"
+nvidia-smi -L || echo "nvidia-smi failed"
+lscpu | grep -m1 'Model name' || true
+echo "cpus: $(nproc)"
+python3 -c 'import sys, torch; print("python", sys.version.split()[0], "| torch", torch.__version__, "| cuda", torch.version.cuda,
+  "| available", torch.cuda.is_available(), "|", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")'
+echo "== modules pulled by 'import bench.gpu_agreement' (must be pol_core, torch, numpy, Crypto and torch's own)"
+python3 -c 'import sys; base = set(sys.modules); import bench.gpu_agreement
+print(" ".join(sorted({m.split(".")[0] for m in set(sys.modules) - base} - set(sys.stdlib_module_names))))'
+
+# One gpu_agreement run; a failure is reported and the script goes on to the next section.
+agreement() {  # name cap_s extra-args...
+  local name=$1 cap=$2; shift 2
+  echo "== gpu_agreement $name (N=${GA_PROOFS:-1000}, k=${GA_K:-2}, cap ${cap}s; $((SECONDS - start)) s so far)"
+  timeout -k 10 $((cap + 90)) python3 bench/gpu_agreement.py --proofs "${GA_PROOFS:-1000}" --k "${GA_K:-2}" \
+      --time-cap "$cap" --allow-torch-version --out "$OUT/gpu_agreement_$name.json" "$@" 2>&1 \
+    | tee "$OUT/gpu_agreement_$name.log" || echo "gpu_agreement $name FAILED (exit ${PIPESTATUS[0]})"
+}
+# strict: the miner on CUDA with the verifier's settings (fp32, no TF32, deterministic kernels).
+agreement strict "${GA_STRICT_CAP_S:-130}" --miner-mode strict
+# prover-defaults: torch's own CUDA settings, as the shipped prover runs (cuDNN may use TF32).
+if [ "${GA_DEFAULTS_CAP_S:-50}" != 0 ]; then
+  agreement prover-defaults "${GA_DEFAULTS_CAP_S:-50}" --miner-mode prover-defaults
+fi
+
+# ---------------------------------------------------------------------------------------------
+# PLACEHOLDER (lead): sharded-evaluation bench. Add the command here, writing into "$OUT", e.g.
+#   timeout -k 10 60 python3 bench/<sharded_bench>.py ... --out "$OUT/sharded.json" 2>&1 | tee "$OUT/sharded.log" || true
+# ---------------------------------------------------------------------------------------------
+
+# ---------------------------------------------------------------------------------------------
+# PLACEHOLDER (lead): guided-mining GPU bench. Add the command here, writing into "$OUT", e.g.
+#   timeout -k 10 60 python3 bench/<guided_bench>.py --device cuda ... --out "$OUT/guided.json" 2>&1 | tee "$OUT/guided.log" || true
+# ---------------------------------------------------------------------------------------------
+
+echo "== done in $((SECONDS - start)) s; files in $OUT:"
+ls -l "$OUT"

@@ -1,0 +1,45 @@
+"""Reasons the verifier service refuses a request that are about the service, not a consensus rule,
+and the exception that carries them. Consensus reasons are pol_core.types.Reason."""
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pol_core.types import Reason
+
+
+class ServiceReason(StrEnum):
+    MISSING_HEADER = "MISSING_HEADER"  # a proof stream must start with its header
+    UNEXPECTED_HEADER = "UNEXPECTED_HEADER"  # only weight chunks may follow the header
+    INVALID_MINER = "INVALID_MINER"
+    TOO_LARGE = "TOO_LARGE"  # more weight bytes than any state of the task can need
+    SIZE_MISMATCH = "SIZE_MISMATCH"  # the bytes received differ from the size announced
+    MALFORMED_WEIGHTS = "MALFORMED_WEIGHTS"
+    RATE_LIMITED = "RATE_LIMITED"  # one client has too many proofs in flight
+    ATTESTATION_PENDING = "ATTESTATION_PENDING"  # the last block awaits its receipt; retry shortly
+    EVALUATION_FAILED = "EVALUATION_FAILED"  # the verifier's evaluation workers failed; retry shortly
+    DUPLICATE = "DUPLICATE"
+    UNKNOWN_MODEL = "UNKNOWN_MODEL"
+    UNKNOWN_BLOCK = "UNKNOWN_BLOCK"
+    MISSING_KEY = "MISSING_KEY"  # GetBlock needs a hash or a height
+    INTERNAL = "INTERNAL"  # a bug in the service; the request may be fine
+
+
+AnyReason = Reason | ServiceReason
+
+
+class Refused(Exception):
+    """A request the service refuses for a service reason (consensus rules raise ConsensusError)."""
+
+    def __init__(self, reason: ServiceReason, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def parse_reason(text: str) -> AnyReason | None:
+    """The reason a wire string names, or None for a string neither enum knows."""
+    for enum in (Reason, ServiceReason):
+        try:
+            return enum(text)
+        except ValueError:
+            continue
+    return None

@@ -1,0 +1,77 @@
+"""The one mapping from refusal reasons to gRPC status codes, and how a reason travels: as the
+status code, in the message, and under the trailing-metadata key `pol-reason`."""
+from __future__ import annotations
+
+from typing import Mapping, NoReturn
+
+import grpc
+
+from pol_core.types import Reason
+
+from .reasons import AnyReason, ServiceReason, parse_reason
+
+REASON_KEY = "pol-reason"
+
+_S = grpc.StatusCode
+STATUS: Mapping[AnyReason, grpc.StatusCode] = {
+    # The proof breaks a consensus rule: the request itself is wrong.
+    Reason.INVALID_DIFFICULTY: _S.INVALID_ARGUMENT,
+    Reason.INVALID_HASH: _S.INVALID_ARGUMENT,
+    Reason.INVALID_INDICES: _S.INVALID_ARGUMENT,
+    Reason.INVALID_WEIGHTS: _S.INVALID_ARGUMENT,
+    Reason.WEIGHTS_HASH_MISMATCH: _S.INVALID_ARGUMENT,
+    Reason.REQUIREMENTS_NOT_MET: _S.INVALID_ARGUMENT,
+    Reason.ACCURACY_NOT_IMPROVED: _S.INVALID_ARGUMENT,
+    Reason.SABOTAGE_GUARD: _S.INVALID_ARGUMENT,
+    Reason.INVALID_HEADER: _S.INVALID_ARGUMENT,
+    Reason.WRONG_HEIGHT: _S.INVALID_ARGUMENT,
+    Reason.INVALID_BATCH_SIZE: _S.INVALID_ARGUMENT,
+    Reason.UNKNOWN_TASK: _S.INVALID_ARGUMENT,
+    Reason.INVALID_SEGMENT: _S.INVALID_ARGUMENT,
+    Reason.TIP_REGRESSED: _S.INVALID_ARGUMENT,
+    Reason.REDRAW_NOT_ALLOWED: _S.INVALID_ARGUMENT,
+    # A proof for the other rule set than the deployment's: refused until the service runs those rules.
+    Reason.WRONG_RULES: _S.FAILED_PRECONDITION,
+    # A redraw index whose time has not come yet: the same proof is valid once chain time passes it.
+    Reason.REDRAW_TOO_EARLY: _S.FAILED_PRECONDITION,
+    # Work on a block that is no longer the tip was valid once; the chain moved on.
+    Reason.STALE: _S.FAILED_PRECONDITION,
+    # The verifier's own task or data is broken, not the request.
+    Reason.INVALID_TASK_CONFIG: _S.INTERNAL,
+    Reason.DATASET_ERROR: _S.INTERNAL,
+    Reason.PARENT_STATE_MISMATCH: _S.INTERNAL,  # the verifier's own store handed out the wrong W'
+    ServiceReason.MISSING_HEADER: _S.INVALID_ARGUMENT,
+    ServiceReason.UNEXPECTED_HEADER: _S.INVALID_ARGUMENT,
+    ServiceReason.INVALID_MINER: _S.INVALID_ARGUMENT,
+    ServiceReason.SIZE_MISMATCH: _S.INVALID_ARGUMENT,
+    ServiceReason.MALFORMED_WEIGHTS: _S.INVALID_ARGUMENT,
+    ServiceReason.MISSING_KEY: _S.INVALID_ARGUMENT,
+    ServiceReason.TOO_LARGE: _S.RESOURCE_EXHAUSTED,
+    ServiceReason.RATE_LIMITED: _S.RESOURCE_EXHAUSTED,
+    ServiceReason.ATTESTATION_PENDING: _S.UNAVAILABLE,
+    ServiceReason.EVALUATION_FAILED: _S.UNAVAILABLE,  # the proof may be valid; the verifier failed
+    ServiceReason.DUPLICATE: _S.ALREADY_EXISTS,
+    ServiceReason.UNKNOWN_MODEL: _S.NOT_FOUND,
+    ServiceReason.UNKNOWN_BLOCK: _S.NOT_FOUND,
+    ServiceReason.INTERNAL: _S.INTERNAL,
+}
+
+
+def status_for(reason: AnyReason) -> grpc.StatusCode:
+    return STATUS[reason]
+
+
+def abort(context: grpc.ServicerContext, reason: AnyReason, message: str) -> NoReturn:
+    """End the call with the reason's status; the message starts with the reason, for humans."""
+    context.set_trailing_metadata(((REASON_KEY, reason.value),))
+    context.abort(status_for(reason), f"{reason.value}: {message}")
+
+
+def reason_of(err: grpc.RpcError) -> AnyReason | None:
+    """The reason a server attached to a failed call, or None when the call never reached one."""
+    call = err if isinstance(err, grpc.Call) else None
+    metadata: tuple[tuple[str, str | bytes], ...] = (call.trailing_metadata() if call else None) or ()
+    for key, value in metadata:
+        if key == REASON_KEY:
+            return parse_reason(value if isinstance(value, str) else value.decode())
+    return None

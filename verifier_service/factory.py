@@ -1,0 +1,27 @@
+"""Build a verifier node's collaborators from a config, for `pol verifier serve`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pol_chain.deploy import Deployment
+from pol_core.tasks import Task, load_task
+
+from .config import VerifierConfig
+from .evaluation import make_evaluator
+from .journal import Journal, ModelStore
+from .metrics import Metrics
+from .node import VerifierNode, process_rules_supported
+
+
+def build_node(cfg: VerifierConfig, private_key: str, task: Task | None = None,
+               deployment: Deployment | None = None) -> VerifierNode:
+    """The deployment from `cfg.deployment`, its task (unless given), a chain client with the
+    attester's key, and the journal and model store under `cfg.data_root`."""
+    dep = deployment or Deployment.load(cfg.deployment)
+    process_rules_supported(dep)  # before loading a model for a deployment this node cannot serve
+    task = task or load_task(dep.task, cfg.data_dir, test_limit=cfg.test_limit, rules=dep.genesis.rules.value)
+    root = Path(cfg.data_root)
+    return VerifierNode(task=task, deployment=dep, chain=dep.client(private_key, rpc_url=cfg.rpc_url),
+                        journal=Journal(root / "journal.sqlite"), models=ModelStore(root / "models"),
+                        metrics=Metrics(), cfg=cfg,
+                        evaluator=make_evaluator(cfg.eval_workers, cfg.ray_address, cfg.ray_actors, task))
