@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     dep = load_deployment(args.deployment)  # before anything heavy: a missing file is one line at once
+    from pol_core.portable import pin_cpu_dispatch
+
+    pin_cpu_dispatch()  # before any tensor operation: the audit recomputes every block
 
     from pol.client import Rejected, VerifierClient
     from pol.wire import MalformedWeights

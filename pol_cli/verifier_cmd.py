@@ -20,6 +20,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     dep = load_deployment(cfg.deployment)
     key = resolve_key(args, dep.chain_id)
 
+    from pol_core.portable import pin_cpu_dispatch
+
+    pin_cpu_dispatch()  # before any tensor operation: the task loads next, and every verdict is consensus arithmetic
+
     from verifier_service.factory import build_node
     from verifier_service.logs import setup_logging
     from verifier_service.server import serve

@@ -1,6 +1,9 @@
 import pytest
 
+from pol_core.portable import pin_cpu_dispatch
 from pol_core.step import enable_deterministic_mode
+
+pin_cpu_dispatch()  # before any test runs a kernel: the suite checks consensus values
 
 
 @pytest.fixture(scope="session")

@@ -110,28 +110,3 @@ def wait_gone(pids: set[int], timeout: float) -> set[int]:
             return left
         time.sleep(0.1)
     return {p for p in pids if is_alive(p)}
-
-
-def proof_from_genesis(task: Task, indices: tuple[int, ...] = (0, 1, 2, 3), miner: bytes = MINER):
-    """(proof, parent header, parent hash, [W', W]): a proof from genesis whose one requirement (k = 1)
-    the step on `indices` meets, found by choosing the parent rather than by mining (the genesis
-    header's k field only changes the parent hash, hence R). The accuracy rule decides the rest."""
-    from pol_core.header import compute_genesis_header, compute_header_hash
-    from pol_core.requirements import is_requirements_met
-    from pol_core.step import compute_correct, process_step
-    from pol_core.verify import Proof
-    from pol_core.weights import get_flat_params, get_state
-
-    state = task.genesis_state
-    correct = compute_correct(task.model_from_state(state), task.test_x, task.test_y, task.config.eval_batch)
-    model = task.model_from_state(state)
-    before = get_flat_params(model)
-    process_step(model, *task.batch(indices), task.config)
-    after = get_flat_params(model)
-    for k_field in range(1, 200):
-        parent = compute_genesis_header(task.spec_hash, task.genesis_hash, correct, k_field)
-        parent_hash = compute_header_hash(parent)
-        if is_requirements_met(before, after, compute_requirements(parent_hash, 1, task.num_params)):
-            proof = Proof(parent_hash, 1, tuple(indices), compute_weights_hash(state), state, miner)
-            return proof, parent, parent_hash, [get_state(model), dict(state)]
-    raise RuntimeError("no parent hash whose requirement this step meets")

@@ -16,7 +16,7 @@ from pol_core.evaluation import KnownCount, evaluate_serial
 from pol_core.header import compute_genesis_header, compute_header_hash
 from pol_core.keccak import keccak256
 from pol_core.requirements import compute_requirements, is_requirements_met
-from pol_core.step import compute_correct, compute_robust_count, process_update
+from pol_core.step import compute_correct, compute_robust_count, process_step
 from pol_core.tasks import cifar, digits
 from pol_core.tasks.spec import Task
 from pol_core.types import ConsensusError
@@ -28,25 +28,17 @@ from verifier_service.evaluation.pool import LocalPool
 from verifier_service.evaluation.shard import ShardRunner, check_settings, compute_shards, describe_settings
 from verifier_service.config import load_config
 
-from .helpers import deploy_fresh, mine_on, proof_from_genesis, start_verifier_process, submit_found
+from .helpers import deploy_fresh, mine_on, start_verifier_process, submit_found
+from .proofs import proof_from_genesis
 
 MINER = b"\x22" * 20
-
-
-@pytest.fixture(scope="module", autouse=True)
-def verifier_settings():
-    """The serial reference runs as the verifier does: deterministic, one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
 def small_digits() -> Task:
     # eval_batch 64 cuts the 360 test images into 6 shards (the last one ragged); a wide logit margin
     # makes the fragile counts non-trivial.
-    return Task(replace(digits.CONFIG, eval_batch=64, logit_margin=0.05), digits.load_digits_data(),
+    return Task(replace(digits.CONFIG, eval_batch=64, logit_margin=0.05, rules="paper"), digits.load_digits_data(),
                 digits.build_digits_cnn)
 
 
@@ -54,7 +46,7 @@ def small_digits() -> Task:
 def small_resnet(tmp_path_factory) -> Task:
     # 36 test images in eval batches of 8: 5 shards, the last one ragged.
     root = cifar.write_cifar_like(tmp_path_factory.mktemp("cifar"), n_train_per_file=13, n_test=36, seed=5)
-    return Task(replace(cifar.CONFIG, eval_batch=8, logit_margin=0.3), cifar.load_cifar_data(root),
+    return Task(replace(cifar.CONFIG, eval_batch=8, logit_margin=0.3, rules="paper"), cifar.load_cifar_data(root),
                 cifar.build_resnet18_cifar)
 
 
@@ -171,6 +163,36 @@ def test_worker_settings_must_match():
     assert "threads" in check_settings({**here, "threads": 2, "deterministic": True}, here)
     assert "deterministic" in check_settings({**here, "threads": 1, "deterministic": False}, here)
     assert "capability" in check_settings({**here, "threads": 1, "deterministic": True, "capability": "AVX512"}, here)
+    assert "dispatch" in check_settings({**here, "threads": 1, "deterministic": True, "dispatch": "oneDNN on"}, here)
+
+
+def test_workers_are_pinned_like_this_process_or_refused(small_digits):
+    """Workers pin their CPU dispatch at start-up (pol_core.portable), as this pinned test process did:
+    their reported dispatch is this process's. A pool whose own process computes with another
+    dispatch (a verifier that is not pinned) refuses its pinned workers rather than mix the two."""
+    from pol_core.portable import check_cpu_dispatch
+
+    with LocalPool(1) as pool:
+        pool.prepare(small_digits)
+        assert pool.worker_settings[0]["dispatch"] == check_cpu_dispatch().describe()
+    with LocalPool(1) as pool:
+        pool._here = {**pool._here, "dispatch": "torch 2.14.1, ATen AVX2, MKL CNR branch 2, oneDNN on"}
+        with pytest.raises(WorkerMismatch, match="dispatch"):
+            pool.prepare(small_digits)
+
+
+def test_evaluation_and_its_bench_need_no_chain_or_network_code():
+    """The workers, and bench/eval_shard.py on a bare machine, load only pol_core, the evaluation
+    package, torch and numpy: no web3, gRPC or generated pol.v1 code."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nimport bench.eval_shard, tests.proofs, pol_core.verify, pol_core.tasks.cifar\n"
+            "from verifier_service.evaluation import pool, worker, shard, layout, serial\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('web3', 'grpc', 'eth_account', 'prover', "
+            "'pol_chain', 'ray') or m.startswith('pol.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_config_reads_the_ray_table(tmp_path):
@@ -206,6 +228,39 @@ def test_known_count_skips_only_the_matching_weights(small_digits):
     other = KnownCount(keccak256(b"other weights"), 0)
     assert outcome(t, parent, parent_hash, proof, spy, other) == full
     assert seen == [2, 1, 2]
+
+
+def test_chain_bound_verdict_does_not_evaluate_w_when_the_segment_is_empty(digits, digits_cb, monkeypatch):
+    """Chain-bound: an empty segment makes W the parent's canonical W', whose count is on chain, so
+    only W' is evaluated; a non-empty segment evaluates both. With the rule removed (W always
+    evaluated) the verdicts are the same: the vouched count is the count."""
+    import pol_core.chainbound as cb
+    from pol_core.segment import EMPTY_SEGMENT
+
+    from .attacks import find_step, make_scenario, sorted_batch, train, trained_parent
+
+    gen = torch.Generator().manual_seed(21)
+    sc = make_scenario(digits, digits_cb, trained_parent(digits_cb, gen, steps=10), 2)
+    seen: list[int] = []
+
+    def spy(task, states):
+        seen.append(len(states))
+        return evaluate_serial(task, states)
+
+    def verdict(segment, indices):
+        return cb.compute_chain_bound_verdict(digits_cb, sc.tip, sc.parent_state, sc.cb_proof(segment, indices), spy)
+
+    p, before, _ = find_step(digits_cb, sc.parent_state, sc.cb_requirements(), gen, lambda b, a: a > b)
+    empty = verdict(EMPTY_SEGMENT, p)
+    assert seen == [1] and empty.header.correct_before == before == sc.tip.header.correct_after
+    segment = (sorted_batch(gen, digits_cb.train_size, 16),)
+    w = train(digits_cb, sc.parent_state, segment)
+    q, _, _ = find_step(digits_cb, w, sc.cb_requirements(), gen, lambda b, a: a > b and a >= sc.parent_correct)
+    trained = verdict(segment, q)
+    assert seen == [1, 2]
+    monkeypatch.setattr(cb, "get_known_correct", lambda known, weights_hash: None)  # the rule removed
+    assert verdict(EMPTY_SEGMENT, p).header == empty.header and verdict(segment, q).header == trained.header
+    assert seen == [1, 2, 2, 2]
 
 
 # ── bit-identity, local pools and Ray ──
@@ -339,7 +394,7 @@ def wait_for(predicate, timeout: float = 60.0) -> bool:
 def test_a_killed_verifier_leaves_no_evaluation_process_behind(anvil, digits, tmp_path):
     """`pol verifier serve --eval-workers 2`: a real proof over gRPC is verified by the pool with the
     serial counts; after a kill -9 of the verifier its zygote and workers exit on their own."""
-    from prover.client import VerifierClient
+    from pol.client import VerifierClient
 
     deploy_fresh(anvil.url, digits, tmp_path / "d.json")
     vp = start_verifier_process(tmp_path / "d.json", tmp_path / "v", "--eval-workers", "2")
@@ -381,18 +436,21 @@ def test_verifier_does_not_evaluate_w_when_it_is_the_tips_w_prime(anvil, digits,
     """A verifier with a pool: a proof whose W is the tip's canonical W' is verified with one
     evaluation, its correctBefore is the tip's correctAfter, and the block is accepted and attested
     like any other; stopping the verifier stops the pool's processes."""
-    from prover.client import VerifierClient
+    from pol.client import VerifierClient
     from prover.faithful import draw_indices
     from verifier_service.config import VerifierConfig
+    from verifier_service.journal import Journal, ModelStore
+    from verifier_service.metrics import Metrics
     from verifier_service.node import VerifierNode
     from verifier_service.server import create_server
 
     from .helpers import KEY
 
-    deploy_fresh(anvil.url, digits, tmp_path / "d.json")
+    dep = deploy_fresh(anvil.url, digits, tmp_path / "d.json")
     spy = SpyEvaluator(LocalPool(2))
-    node = VerifierNode(VerifierConfig(deployment=str(tmp_path / "d.json"), data_root=str(tmp_path / "v"),
-                                       receipt_wait_s=20), KEY, task=digits, evaluator=spy)
+    node = VerifierNode(task=digits, deployment=dep, chain=dep.client(KEY), journal=Journal(tmp_path / "v" / "j.sqlite"),
+                        models=ModelStore(tmp_path / "v" / "models"), metrics=Metrics(),
+                        cfg=VerifierConfig(receipt_wait_s=20), evaluator=spy)
     server, port = create_server(node, "127.0.0.1:0")
     node.start()
     server.start()
@@ -412,7 +470,7 @@ def test_verifier_does_not_evaluate_w_when_it_is_the_tips_w_prime(anvil, digits,
             indices = draw_indices(gen, digits.train_size, digits.config.batch_size)
             model = digits.model_from_state(w)
             before = get_flat_params(model)
-            process_update(model, *digits.batch(indices), digits.config.lr)
+            process_step(model, *digits.batch(indices), digits.config)
             if is_requirements_met(before, get_flat_params(model), reqs) and compute_correct(
                     model, digits.test_x, digits.test_y, digits.config.eval_batch) > first.correct_after:
                 break

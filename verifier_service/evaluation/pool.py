@@ -1,8 +1,9 @@
 """Sharded evaluation on local worker processes: a warm pool, one worker per core by default.
 
-Workers are forked by a zygote process (verifier_service.evaluation.worker) that ran the verifier's set-up and imported
-torch once. The pool puts the task's normalised test set in shared memory once per task, and each
-proof's states (W' and W) in shared memory once per proof, in a fixed layout (verifier_service.evaluation.layout).
+Workers are forked by a zygote process (.worker) that pinned the CPU dispatch, ran the verifier's
+set-up and imported torch once. The pool puts the task's normalised test set in shared memory once
+per task, and each proof's states (W' and W) in shared memory once per proof, in a fixed layout
+(.layout).
 Workers map both, keep their own models, and answer one shard (a run of whole eval batches) at a
 time; the pool hands out shards as workers become free and sums the integer counts.
 
@@ -37,7 +38,8 @@ from pol_core.weights import StateDict
 
 from . import EvaluationError, ShardFailed, WorkerMismatch, default_workers, wire
 from .layout import StateLayout, align
-from .shard import ShardKey, builder_path, check_settings, compute_canary, compute_shards, describe_settings, sum_counts
+from .shard import (ShardKey, builder_path, check_settings, compute_canary, compute_shards, describe_settings,
+                    sum_counts)
 
 log = logging.getLogger("pol.eval")
 
@@ -116,7 +118,7 @@ class LocalPool:
     """An Evaluator (pol_core.evaluation) backed by warm local worker processes."""
 
     def __init__(self, workers: int | None = None, max_attempts: int = 3, start_timeout_s: float = 120.0,
-                 batches_per_shard: int = 1):
+                 batches_per_shard: int = 1, allow_torch_version: bool = False):
         self.size = default_workers() if workers is None else workers
         # A pool without workers could never answer.
         if self.size < 1:
@@ -124,8 +126,10 @@ class LocalPool:
         self.max_attempts = max_attempts
         self.start_timeout_s = start_timeout_s
         self.batches_per_shard = batches_per_shard
+        self.allow_torch_version = allow_torch_version  # benchmarks only: see worker.setup_process
         self.on_dispatch: Callable[[int, ShardKey], None] | None = None  # fault injection in tests
         self.replaced = 0  # workers lost and replaced, for logs and tests
+        self.worker_settings: list[dict[str, Any]] = []  # what each accepted worker reported, for logs and tests
         self.cpu_s = 0.0  # CPU seconds the workers spent on shards (loading models included)
         self._lock = threading.Lock()
         self._sel = selectors.DefaultSelector()
@@ -235,10 +239,11 @@ class LocalPool:
         env["PYTHONPATH"] = PACKAGE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = [sys.executable, "-m", "verifier_service.evaluation.worker", "--zygote-fd", str(theirs.fileno())]
         try:
-            self._zygote = subprocess.Popen(
-                [sys.executable, "-m", "verifier_service.evaluation.worker", "--zygote-fd", str(theirs.fileno())],
-                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env)
+            self._zygote = subprocess.Popen(argv + ["--allow-torch-version"] * self.allow_torch_version,
+                                            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.DEVNULL, env=env)
         finally:
             theirs.close()
         self._control = mine
@@ -371,6 +376,7 @@ class LocalPool:
             if why:
                 self._forget(p, kill=True)
                 raise WorkerMismatch(f"evaluation worker {p.pid} {why}")
+            self.worker_settings.append(dict(msg.get("settings", {})))
             p.state = "ready"
         elif op == "bound":
             b = self._binding

@@ -1,14 +1,14 @@
 """Sharded evaluation on a Ray cluster: the same shards as the local pool, as calls on single-CPU actors.
 
 The test set goes into Ray's object store once per task, and each proof's states once per proof (one
-flat buffer per state in verifier_service.evaluation.layout's format). Actors keep their own models and reload a state
-only when the proof changes. Every actor must compute the bits this process computes: its settings
+flat buffer per state in .layout's format). Actors keep their own models and reload a state only
+when the proof changes. Every actor must compute the bits this process computes: its settings
 and its canary (the genesis model's logits) are checked when it starts, so a node with another CPU
 kernel path is refused instead of silently changing a count. An actor that dies is replaced and its
 shard retried; any other failure fails the evaluation.
 
-Cluster nodes need this package and the same torch installed. The module's top level imports no
-torch, so an actor runs its set-up (verifier_service.evaluation.worker.setup_process) before torch is imported.
+Cluster nodes need this package and the same torch installed. The module's top level runs no tensor
+operation, so an actor pins its CPU dispatch (.worker.setup_process) before its first one.
 """
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ if TYPE_CHECKING:
 
 
 def actor_env() -> dict[str, str]:
-    """Environment of every actor process, set by Ray before the process starts."""
-    # ── CPU dispatch pinning hook (issue 11) ── add the pinned variables here: an actor's process is
-    # started by the cluster's raylet, so it inherits nothing from this process's environment.
+    """Environment of every actor process, set by Ray before the process starts. The actor's process is
+    started by the cluster's raylet and inherits nothing from this one; it pins its own dispatch in
+    ShardActor.__init__ (worker.setup_process), before any tensor operation."""
     return {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -43,7 +43,7 @@ class ShardActor:
     def __init__(self, build: str, eval_batch: int, logit_margin: float, test_refs: list[Any]):
         from .worker import setup_process
 
-        setup_process()
+        setup_process()  # first: pinned dispatch before this process's first tensor operation
         import numpy as np
         import torch
 

@@ -70,11 +70,18 @@ def compute_canary(model: nn.Module, x: torch.Tensor, eval_batch: int) -> str:
 
 def describe_settings() -> dict[str, object]:
     """The settings this process computes with; a worker must match the verifier's."""
+    from pol_core.portable import DispatchNotPinned, get_dispatch_report
+
+    try:
+        dispatch = get_dispatch_report().describe()
+    except DispatchNotPinned as e:  # no MKL to ask: a worker could never pin, so it never matches
+        dispatch = f"unknown: {e}"
     return {
         "torch": torch.__version__,
         "capability": torch.backends.cpu.get_cpu_capability(),
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "threads": torch.get_num_threads(),
+        "dispatch": dispatch,  # pol_core.portable's switches: ATen level, MKL branch, oneDNN, NNPACK, threads
     }
 
 
@@ -86,8 +93,9 @@ def check_settings(worker: Mapping[str, object], here: Mapping[str, object]) -> 
     # Nondeterministic kernels give no guarantee of repeatable bits.
     if worker.get("deterministic") is not True:
         return "does not run in deterministic mode"
-    # Another torch or another CPU kernel level computes other bits.
-    for k in ("torch", "capability"):
+    # Another torch, another CPU kernel level or another dispatch switch computes other bits (a
+    # verifier that is not pinned, for one, disagrees with its pinned workers here).
+    for k in ("torch", "capability", "dispatch"):
         if worker.get(k) != here.get(k):
             return f"has {k} {worker.get(k)!r}, this process {here.get(k)!r}"
     return None

@@ -1,8 +1,9 @@
-"""Local evaluation workers, and the zygote that forks them: `python -m verifier_service.evaluation.worker --zygote-fd N`.
+"""Local evaluation workers, and the zygote that forks them:
+`python -m verifier_service.evaluation.worker --zygote-fd N`.
 
-The pool starts one zygote per pool. The zygote runs the verifier's set-up once (pinned dispatch,
-deterministic mode, one thread), imports torch and the task code, and then forks one worker per
-request: the pool sends it one end of a fresh socket pair (SCM_RIGHTS) and talks to the forked
+The pool starts one zygote per pool. The zygote runs the verifier's set-up once (pinned dispatch
+before any tensor operation, deterministic mode, one thread), imports torch and the task code, and
+then forks one worker per request: the pool sends it one end of a fresh socket pair (SCM_RIGHTS) and talks to the forked
 worker over the other end. A worker therefore starts in milliseconds, shares the zygote's pages
 copy-on-write, and inherits exactly the zygote's settings; a replacement costs no torch import.
 
@@ -98,20 +99,27 @@ class Worker:
                                  "counts": [c.correct, c.fragile_correct, c.fragile_wrong]})
 
 
-def setup_process() -> None:
-    """The verifier's deterministic, single-threaded set-up, in this process."""
-    # ── CPU dispatch pinning hook (issue 11) ─────────────────────────────────────────────────
-    # pin_cpu_dispatch() goes HERE: before the first `import torch` of this process, exactly as in
-    # the verifier. Nothing imported so far pulls in torch (evaluation/__init__ and this module's
-    # top level are torch-free on purpose). Environment variables the parent pinned are inherited.
-    import torch
+def setup_process(allow_torch_version: bool = False) -> str:
+    """The verifier's arithmetic in this process: pinned CPU dispatch (pol_core.portable), deterministic
+    mode, one thread. Returns the dispatch in force. Raises DispatchNotPinned where it cannot hold.
+
+    Must run before this process's first tensor operation: nothing this module or the package's
+    __init__ imports runs one. `allow_torch_version` (benchmarks on a machine with another torch
+    release only) skips the release check and keeps every other one; the pool refuses a worker whose
+    torch differs from its own either way.
+    """
+    from pol_core import portable
+
+    if allow_torch_version:
+        import torch
+
+        portable.TORCH_VERSION = torch.__version__.split("+")[0]
+    portable.pin_cpu_dispatch()
 
     from pol_core.step import enable_deterministic_mode
 
     enable_deterministic_mode()
-    torch.set_num_threads(1)  # the verifier's setting: a conv's result does not depend on the thread count
-    # ── CPU dispatch check hook (issue 11) ───────────────────────────────────────────────────
-    # check_cpu_dispatch() goes HERE; the pool also compares describe_settings() and a canary.
+    return portable.check_cpu_dispatch().describe()
 
 
 def serve(conn: int) -> int:
@@ -120,7 +128,7 @@ def serve(conn: int) -> int:
 
     from .shard import describe_settings
 
-    torch.set_num_threads(1)  # idempotent; the zygote set it, and the pool checks it in `ready`
+    torch.set_num_threads(1)  # idempotent (the zygote's pin set it); the pool checks it in `ready`
     wire.send(conn, {"op": "ready", "pid": os.getpid(), "settings": describe_settings()})
     worker = Worker(conn)
     try:
@@ -133,10 +141,10 @@ def serve(conn: int) -> int:
         return 0
 
 
-def zygote(control: socket.socket) -> int:
+def zygote(control: socket.socket, allow_torch_version: bool = False) -> int:
     """Fork a worker for every socket the pool sends; exit when the pool closes the control socket."""
     os.dup2(2, 1)  # stray prints (C libraries included) go to stderr
-    setup_process()
+    setup_process(allow_torch_version)  # forked workers inherit the pinned dispatch
     import pol_core.tasks.cifar  # noqa: F401 - the task code and torchvision, loaded once for every worker
     import pol_core.tasks.digits  # noqa: F401
     import torchvision.models  # noqa: F401
@@ -170,10 +178,13 @@ def zygote(control: socket.socket) -> int:
 
 def main(argv: list[str]) -> int:
     # A worker only ever runs forked from a zygote, so that every worker has the zygote's set-up.
+    allow = "--allow-torch-version" in argv
+    argv = [a for a in argv if a != "--allow-torch-version"]
     if len(argv) != 2 or argv[0] != "--zygote-fd":
-        print("usage: python -m verifier_service.evaluation.worker --zygote-fd FD (started by verifier_service.evaluation.pool)", file=sys.stderr)
+        print("usage: python -m verifier_service.evaluation.worker --zygote-fd FD [--allow-torch-version]\n"
+              "(started by verifier_service.evaluation.pool)", file=sys.stderr)
         return 2
-    return zygote(socket.socket(fileno=int(argv[1])))
+    return zygote(socket.socket(fileno=int(argv[1])), allow)
 
 
 if __name__ == "__main__":
