@@ -9,10 +9,13 @@ from pol_core.weights import compute_weights_hash
 MINER = bytes.fromhex("00000000000000000000000000000000000000aa")
 
 
-def proof_from_genesis(task: Task, indices: tuple[int, ...] = (0, 1, 2, 3), miner: bytes = MINER):
+def proof_from_genesis(task: Task, indices: tuple[int, ...] = (0, 1, 2, 3), miner: bytes = MINER,
+                       genesis_correct: int | None = None):
     """(proof, parent header, parent hash, [W', W]): a proof from genesis whose one requirement (k = 1)
     the step on `indices` meets, found by choosing the parent rather than by mining (the genesis
-    header's k field only changes the parent hash, hence R). The accuracy rule decides the rest."""
+    header's k field only changes the parent hash, hence R). The accuracy rule decides the rest.
+    `genesis_correct` replaces the genesis header's count (default: evaluated, serially): benchmarks
+    pass one to skip that evaluation; only acceptance can change, not the work a verdict does."""
     from pol_core.header import compute_genesis_header, compute_header_hash
     from pol_core.requirements import is_requirements_met
     from pol_core.step import compute_correct, process_step
@@ -20,7 +23,8 @@ def proof_from_genesis(task: Task, indices: tuple[int, ...] = (0, 1, 2, 3), mine
     from pol_core.weights import get_flat_params, get_state
 
     state = task.genesis_state
-    correct = compute_correct(task.model_from_state(state), task.test_x, task.test_y, task.config.eval_batch)
+    correct = genesis_correct if genesis_correct is not None else compute_correct(
+        task.model_from_state(state), task.test_x, task.test_y, task.config.eval_batch)
     model = task.model_from_state(state)
     before = get_flat_params(model)
     process_step(model, *task.batch(indices), task.config)
