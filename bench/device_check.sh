@@ -48,9 +48,16 @@ if [ "${GA_DEFAULTS_CAP_S:-50}" != 0 ]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-# PLACEHOLDER (lead): sharded-evaluation bench. Add the command here, writing into "$OUT", e.g.
-#   timeout -k 10 60 python3 bench/<sharded_bench>.py ... --out "$OUT/sharded.json" 2>&1 | tee "$OUT/sharded.log" || true
+# Sharded evaluation (issue 15) on the machine's CPU cores: one ResNet-18 proof, pinned dispatch in
+# this process and every worker (torch release check skipped: timings only). 10,000 images at 16
+# workers first (the 16-core figure), then 1,000 images at 16/8/4/2/1 (4 shards per proof: no gain
+# past 4 workers; the 1-worker proof is the costliest and goes last). --max-seconds skips what
+# would end past it; the JSON is rewritten after every proof. Budget: about 3 minutes. Knob: SH_CAP_S.
 # ---------------------------------------------------------------------------------------------
+echo "== sharded evaluation (cap ${SH_CAP_S:-170}s; $((SECONDS - start)) s so far)"
+timeout -k 10 $((${SH_CAP_S:-170} + 40)) python3 bench/eval_shard.py --sizes 10000,1000 --backends 16,8,4,2,1 \
+    --repeats 1 --max-seconds "${SH_CAP_S:-170}" --allow-torch-version --out "$OUT/sharded.json" 2>&1 \
+  | tee "$OUT/sharded.log" || echo "sharded evaluation FAILED (exit ${PIPESTATUS[0]})"
 
 # ---------------------------------------------------------------------------------------------
 # Guided-mining GPU bench (issue 14): time to a block on CUDA for faithful/fast/guided from the same start

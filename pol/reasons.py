@@ -16,6 +16,7 @@ class ServiceReason(StrEnum):
     MALFORMED_WEIGHTS = "MALFORMED_WEIGHTS"
     RATE_LIMITED = "RATE_LIMITED"  # one client has too many proofs in flight
     ATTESTATION_PENDING = "ATTESTATION_PENDING"  # the last block awaits its receipt; retry shortly
+    EVALUATION_FAILED = "EVALUATION_FAILED"  # the verifier's evaluation workers failed; retry shortly
     DUPLICATE = "DUPLICATE"
     UNKNOWN_MODEL = "UNKNOWN_MODEL"
     UNKNOWN_BLOCK = "UNKNOWN_BLOCK"

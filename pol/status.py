@@ -53,6 +53,7 @@ STATUS: Mapping[AnyReason, grpc.StatusCode] = {
     ServiceReason.TOO_LARGE: _S.RESOURCE_EXHAUSTED,
     ServiceReason.RATE_LIMITED: _S.RESOURCE_EXHAUSTED,
     ServiceReason.ATTESTATION_PENDING: _S.UNAVAILABLE,
+    ServiceReason.EVALUATION_FAILED: _S.UNAVAILABLE,  # the proof may be valid; the verifier failed
     ServiceReason.DUPLICATE: _S.ALREADY_EXISTS,
     ServiceReason.UNKNOWN_MODEL: _S.NOT_FOUND,
     ServiceReason.UNKNOWN_BLOCK: _S.NOT_FOUND,

@@ -39,6 +39,16 @@ def positive_int(text: str) -> int:
     return int(_positive(text, int, "an integer"))
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+    return value
+
+
 def positive_float(text: str) -> float:
     return _positive(text, float, "a number")
 

@@ -7,6 +7,7 @@ from typing import Callable, Iterable, Mapping
 import torch
 
 from pol_chain.deploy import Deployment
+from pol_core.evaluation import Evaluator, KnownCount, evaluate_serial
 from pol_core.header import compute_genesis_header, compute_header_hash
 from pol_core.portable import check_cpu_dispatch
 from pol_core.step import enable_deterministic_mode
@@ -25,8 +26,9 @@ class AuditResult:
 
 
 def audit_chain(dep: Deployment, fetch_model: FetchModel, task: Task | None = None,
-                rpc_url: str | None = None) -> list[AuditResult]:
-    """fetch_model(weights_hash, order) -> state or None. Returns one result per block after genesis."""
+                rpc_url: str | None = None, evaluator: Evaluator = evaluate_serial) -> list[AuditResult]:
+    """fetch_model(weights_hash, order) -> state or None. Returns one result per block after genesis.
+    `evaluator` computes the test-set counts (verifier_service.evaluation shards them; same integers)."""
     check_cpu_dispatch()  # the verifiers' pinned kernels, so W' is recomputed bit for bit
     enable_deterministic_mode()
     task = task or load_task(dep.task, rules=dep.genesis.rules.value)
@@ -35,12 +37,15 @@ def audit_chain(dep: Deployment, fetch_model: FetchModel, task: Task | None = No
         return [AuditResult(0, False, f"auditing {task.config.rules} chains is not implemented yet")]
     blocks = dep.client(rpc_url=rpc_url).get_blocks(dep.deploy_block)
     # The genesis block is rebuilt from the task alone (its accuracy recomputed), not from the file.
-    genesis = compute_genesis_header(task.spec_hash, task.genesis_hash, compute_genesis_correct(task),
-                                     dep.genesis.difficulty)
+    genesis_correct = compute_genesis_correct(task)
+    genesis = compute_genesis_header(task.spec_hash, task.genesis_hash, genesis_correct, dep.genesis.difficulty)
     out = []
     if not blocks or blocks[0].block_hash != compute_header_hash(genesis):
         return [AuditResult(0, False, "genesis does not match the task's genesis")]
     order = list(task.genesis_state)
+    # The last W' this audit recomputed itself, and its count: a child whose W is exactly those weights
+    # needs no second evaluation. Counts read from the chain are never trusted here.
+    known = KnownCount(task.genesis_hash, genesis_correct)
     for prev, cur in zip(blocks, blocks[1:]):
         h = cur.header
         if cur.block_hash != compute_header_hash(h):
@@ -52,7 +57,7 @@ def audit_chain(dep: Deployment, fetch_model: FetchModel, task: Task | None = No
             continue
         proof = Proof(h.parent, h.height, h.indices, h.weights_hash, state, h.miner)
         try:
-            v = compute_verdict(task, prev.header, prev.block_hash, h.difficulty, proof)
+            v = compute_verdict(task, prev.header, prev.block_hash, h.difficulty, proof, evaluator, known)
         except ConsensusError as e:
             out.append(AuditResult(h.height, False, f"{e.reason}: {e}"))
             continue
@@ -62,4 +67,5 @@ def audit_chain(dep: Deployment, fetch_model: FetchModel, task: Task | None = No
             continue
         out.append(AuditResult(h.height, True, f"W' 0x{h.new_weights_hash.hex()[:16]} correct "
                                                f"{h.correct_before}->{h.correct_after}"))
+        known = KnownCount(v.header.new_weights_hash, v.header.correct_after)
     return out

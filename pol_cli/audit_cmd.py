@@ -23,6 +23,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from pol.client import Rejected, VerifierClient
     from pol.wire import MalformedWeights
     from pol_core.tasks import load_task
+    from verifier_service.evaluation import make_evaluator
     from verifier_service.journal import ModelStore
 
     from .audit import FetchModel, audit_chain
@@ -47,7 +48,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
         fetch = fetch_local
 
     task = load_task(dep.task, args.data_dir, rules=dep.genesis.rules.value)
-    results = audit_chain(dep, fetch, task, args.rpc_url)
+    evaluator = make_evaluator(args.eval_workers, args.ray_address, task=task)
+    try:
+        results = audit_chain(dep, fetch, task, args.rpc_url, evaluator)
+    finally:
+        evaluator.close()
     for r in results:
         print(f"block {r.height:5d}  {'OK  ' if r.ok else 'FAIL'}  {r.detail}")
     bad = [r for r in results if not r.ok]
@@ -63,4 +68,7 @@ def register(sub: Any) -> None:
     src.add_argument("--models", default=".pol/verifier/models", help="a verifier's model store directory")
     src.add_argument("--verifier", type=types.host_port, help="HOST:PORT: fetch models over gRPC instead")
     a.add_argument("--data-dir")
+    a.add_argument("--eval-workers", type=types.non_negative_int,
+                   help="test-set evaluation processes (default: one per core; 0: in-process)")
+    a.add_argument("--ray-address", help="evaluate on this Ray cluster (HOST:PORT of its head, or 'local')")
     a.set_defaults(func=cmd_audit)

@@ -15,7 +15,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, deployment=args.deployment, data_root=args.data_root, listen=args.listen,
                       rpc_url=args.rpc_url, data_dir=args.data_dir, metrics_port=args.metrics_port,
                       fault_pause=args.fault_pause, fault_pause_s=args.fault_pause_s,
-                      receipt_wait_s=args.receipt_wait_s)
+                      receipt_wait_s=args.receipt_wait_s, eval_workers=args.eval_workers,
+                      ray_address=args.ray_address, ray_actors=args.ray_actors)
     dep = load_deployment(cfg.deployment)
     key = resolve_key(args, dep.chain_id)
 
@@ -45,6 +46,10 @@ def register(sub: Any) -> None:
     s.add_argument("--data-dir", help="CIFAR-10 directory for cifar10-resnet18")
     s.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
     s.add_argument("--receipt-wait-s", type=types.positive_float)
+    s.add_argument("--eval-workers", type=types.non_negative_int,
+                   help="test-set evaluation processes (default: one per core; 0: in-process)")
+    s.add_argument("--ray-address", help="evaluate on this Ray cluster (HOST:PORT of its head, or 'local')")
+    s.add_argument("--ray-actors", type=types.positive_int, help="Ray actors (default: one per CPU of the cluster)")
     s.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     s.add_argument("--fault-pause", choices=["before_send", "after_send"], help=argparse.SUPPRESS)
     s.add_argument("--fault-pause-s", type=float, help=argparse.SUPPRESS)

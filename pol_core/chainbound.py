@@ -12,6 +12,7 @@ from typing import Mapping
 
 import torch
 
+from .evaluation import Evaluator, KnownCount, evaluate_serial, get_known_correct
 from .header import Header, compute_header_hash
 from .link import compute_seed, process_redraw_check
 from .requirements import compute_requirements, process_requirements_check
@@ -25,7 +26,7 @@ from .segment import (
     process_segment_check,
     process_segment_replay,
 )
-from .step import compute_correct, process_step
+from .step import process_step
 from .tasks.spec import Task
 from .types import (
     AccuracyNotImproved,
@@ -109,11 +110,23 @@ def process_segment_proof_shape(task: Task, tip: TipContext, proof: SegmentProof
     process_segment_check(proof.segment, SegmentBounds.for_task(task))
 
 
+def compute_parent_known_count(tip: TipContext) -> KnownCount:
+    """The count the rules vouch for: the parent's canonical W' (by hash) and its correctAfter on chain."""
+    return KnownCount(tip.header.new_weights_hash, tip.header.correct_after)
+
+
 def compute_chain_bound_verdict(
-    task: Task, tip: TipContext, parent_state: Mapping[str, torch.Tensor], proof: SegmentProof
+    task: Task,
+    tip: TipContext,
+    parent_state: Mapping[str, torch.Tensor],
+    proof: SegmentProof,
+    evaluator: Evaluator = evaluate_serial,
 ) -> Verdict:
     """Verify a chain-bound proof on CPU and build the header the verifier attests. `parent_state` is the
-    parent's canonical W' (checked against its hash). Verdict.state is the replayed W."""
+    parent's canonical W' (checked against its hash). Verdict.state is the replayed W.
+
+    `evaluator` computes the correct counts (any evaluator gives the serial code's integers). W is not
+    evaluated where it is, by hash, the parent's W' (an empty segment): its count is on chain."""
     t0 = time.perf_counter()
     process_rules_check(task.config.rules, RuleSet.CHAIN_BOUND)
     process_segment_proof_shape(task, tip, proof)
@@ -140,9 +153,11 @@ def compute_chain_bound_verdict(
     weights_hash = compute_weights_hash(state)
     t_hash = time.perf_counter()
 
-    correct_after = compute_correct(model, task.test_x, task.test_y, task.config.eval_batch)
-    model.load_state_dict(state)
-    correct_before = compute_correct(model, task.test_x, task.test_y, task.config.eval_batch)
+    # W = the parent's W' (by hash): correctBefore is the parent's attested correctAfter, not recomputed.
+    known = get_known_correct(compute_parent_known_count(tip), weights_hash)
+    counts = evaluator(task, [new_state] if known is not None else [new_state, state])
+    correct_after = counts[0]
+    correct_before = known if known is not None else counts[1]
     t_eval = time.perf_counter()
 
     header = Header(

@@ -8,6 +8,7 @@ from typing import Mapping, Sequence
 
 import torch
 
+from .evaluation import Evaluator, KnownCount, evaluate_serial, get_known_correct
 from .header import Header, compute_header_hash
 from .requirements import compute_requirements, process_requirements_check
 from .rules import process_accuracy_rules, process_chain_position, process_same_task
@@ -79,9 +80,21 @@ def process_proof_shape(task: Task, proof: Proof) -> None:
     process_weights_hash_check(proof.state, proof.weights_hash)
 
 
-def compute_verdict(task: Task, parent: Header, parent_hash: Hash32, difficulty: Difficulty, proof: Proof) -> Verdict:
+def compute_verdict(
+    task: Task,
+    parent: Header,
+    parent_hash: Hash32,
+    difficulty: Difficulty,
+    proof: Proof,
+    evaluator: Evaluator = evaluate_serial,
+    known_before: KnownCount | None = None,
+) -> Verdict:
     """Verify a proof against its parent on CPU and build the header the verifier attests (paper rules;
-    `parent_hash` is the parent's link, which is its block hash under these rules)."""
+    `parent_hash` is the parent's link, which is its block hash under these rules).
+
+    `evaluator` computes the correct counts (any evaluator gives the serial code's integers);
+    `known_before` is a count the caller's rules vouch for, used only if W is exactly those weights.
+    """
     t0 = time.perf_counter()
     process_rules_check(task.config.rules, RuleSet.PAPER)
     process_proof_shape(task, proof)
@@ -103,9 +116,11 @@ def compute_verdict(task: Task, parent: Header, parent_hash: Hash32, difficulty:
     new_hash = compute_weights_hash(new_state)
     t_hash = time.perf_counter()
 
-    correct_after = compute_correct(model, task.test_x, task.test_y, task.config.eval_batch)
-    model.load_state_dict(proof.state)
-    correct_before = compute_correct(model, task.test_x, task.test_y, task.config.eval_batch)
+    # W is evaluated unless the rules already vouch for its count (W = the parent's canonical W').
+    known = get_known_correct(known_before, proof.weights_hash)
+    counts = evaluator(task, [new_state] if known is not None else [new_state, proof.state])
+    correct_after = counts[0]
+    correct_before = known if known is not None else counts[1]
     t_eval = time.perf_counter()
 
     header = Header(

@@ -27,6 +27,11 @@ class VerifierConfig:
     receipt_wait_s: float = 30.0  # how long SubmitProof waits for the attestation receipt
     chunk_size: int = 1 << 20  # GetModel chunk size
     chain_retry_max_s: float = 5.0  # backoff ceiling while the chain node is unreachable
+    # Test-set evaluation processes: 0 = in-process; None = one per core (in-process where the whole
+    # test set is one eval batch, as for digits-cnn: there is nothing to shard).
+    eval_workers: int | None = None
+    ray_address: str | None = None  # evaluate on this Ray cluster instead ([verifier.ray] address)
+    ray_actors: int | None = None  # Ray actors; None = one per CPU of the cluster ([verifier.ray] actors)
     # Fault injection for crash tests: pause the attester "before_send" or "after_send".
     fault_pause: str | None = None
     fault_pause_s: float = 0.0
@@ -55,6 +60,12 @@ def load_config(path: str | Path | None, **overrides: Any) -> VerifierConfig:
             raise ConfigError(f"config file {p} does not exist") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{p} is not valid TOML: {e}") from e
+        doc = dict(doc)
+        ray = doc.pop("ray", {})
+        # [verifier.ray] names the cluster; only its own two keys mean anything.
+        if not isinstance(ray, dict) or set(ray) - {"address", "actors"}:
+            raise ConfigError(f"{p}: [verifier.ray] takes only the keys address and actors")
+        doc.update({f"ray_{k}": v for k, v in ray.items()})
         hints = typing.get_type_hints(VerifierConfig)
         known = {f.name for f in fields(VerifierConfig)}
         # A misspelt key would silently keep its default.

@@ -7,6 +7,7 @@ from pol_chain.deploy import Deployment
 from pol_core.tasks import Task, load_task
 
 from .config import VerifierConfig
+from .evaluation import make_evaluator
 from .journal import Journal, ModelStore
 from .metrics import Metrics
 from .node import VerifierNode, process_rules_supported
@@ -22,4 +23,5 @@ def build_node(cfg: VerifierConfig, private_key: str, task: Task | None = None,
     root = Path(cfg.data_root)
     return VerifierNode(task=task, deployment=dep, chain=dep.client(private_key, rpc_url=cfg.rpc_url),
                         journal=Journal(root / "journal.sqlite"), models=ModelStore(root / "models"),
-                        metrics=Metrics(), cfg=cfg)
+                        metrics=Metrics(), cfg=cfg,
+                        evaluator=make_evaluator(cfg.eval_workers, cfg.ray_address, cfg.ray_actors, task))

@@ -25,12 +25,15 @@ from pol_core.rules import process_chain_position
 from pol_core.rulesets import RuleSet
 from pol_core.step import enable_deterministic_mode
 from pol_core.tasks import Task
+from pol_core.evaluation import KnownCount
 from pol_core.types import ConsensusError, Difficulty, Hash32
 from pol_core.verify import Proof, Verdict, compute_verdict, process_proof_shape
 from pol_core.weights import compute_state_nbytes
 
 from .attester import Attester
 from .config import VerifierConfig
+from .evaluation import Backend, EvaluationError
+from .evaluation.serial import InProcessEvaluator
 from .journal import Journal, JournalEntry, ModelStore
 from .metrics import Metrics
 
@@ -91,7 +94,8 @@ def compute_proof_id(proof: Proof) -> bytes:
 
 class VerifierNode:
     def __init__(self, *, task: Task, deployment: Deployment, chain: ChainClient, journal: Journal,
-                 models: ModelStore, metrics: Metrics, cfg: VerifierConfig | None = None):
+                 models: ModelStore, metrics: Metrics, cfg: VerifierConfig | None = None,
+                 evaluator: Backend | None = None):
         # The verifier's recomputation must be repeatable bit for bit on any x86-64 server: pinned
         # kernels (pol_core.portable; the entry point pins before the task loads), deterministic mode.
         log.info("dispatch: %s", check_cpu_dispatch().describe())
@@ -109,6 +113,9 @@ class VerifierNode:
         self.journal = journal
         self.models = models
         self.metrics = metrics
+        # Test-set evaluation (verifier_service.evaluation): warm worker processes or a Ray cluster, with
+        # the serial code's integers; in-process where none is given. The node closes it on stop.
+        self.evaluator: Backend = evaluator or InProcessEvaluator()
         self.state_order = list(task.genesis_state.keys())
         self.state_nbytes = compute_state_nbytes(task.genesis_state)
         self.models.put(task.genesis_state, task.genesis_hash)
@@ -128,12 +135,20 @@ class VerifierNode:
 
     def start(self) -> None:
         self.attester.start()
+        threading.Thread(target=self._prepare_evaluator, name="eval-warmup", daemon=True).start()
+
+    def _prepare_evaluator(self) -> None:
+        try:
+            self.evaluator.prepare(self.task)
+        except Exception:  # the first proof retries, and reports the failure to its miner
+            log.exception("evaluation workers did not start")
 
     def stop(self) -> None:
         self._stopped.set()
         with self._tip_changed:
             self._tip_changed.notify_all()
         self.attester.stop()
+        self.evaluator.close()
         self.journal.close()
 
     # ── tip ──
@@ -257,7 +272,14 @@ class VerifierNode:
             with self._verify_slots:
                 # The tip may have moved while this proof waited for a slot.
                 tip = self.process_position(proof)
-                verdict = compute_verdict(self.task, tip.header, tip.block_hash, tip.difficulty, proof)
+                # The tip's W' and its count are canonical (attested), so W = W' needs no evaluation.
+                known = KnownCount(tip.header.new_weights_hash, tip.header.correct_after)
+                try:
+                    verdict = compute_verdict(self.task, tip.header, tip.block_hash, tip.difficulty, proof,
+                                              evaluator=self.evaluator, known_before=known)
+                except EvaluationError as e:
+                    # The proof may be valid: the verifier failed, so the miner should retry.
+                    raise Refused(ServiceReason.EVALUATION_FAILED, str(e)) from e
         finally:
             self.release(client)
         for phase, seconds in verdict.timings.items():

@@ -151,6 +151,11 @@ class Task:
         return self.config.name
 
     @property
+    def builder(self) -> Callable[[], nn.Module]:
+        """The architecture's constructor (module-level, so other processes can find it by name)."""
+        return self._build
+
+    @property
     def train_size(self) -> int:
         return int(self.train_x.shape[0])
 
