@@ -27,6 +27,7 @@ class VerifierConfig:
     receipt_wait_s: float = 30.0  # how long SubmitProof waits for the attestation receipt
     chunk_size: int = 1 << 20  # GetModel chunk size
     chain_retry_max_s: float = 5.0  # backoff ceiling while the chain node is unreachable
+    checkpoint_every: int = 16  # chain-bound: keep W' of every N-th height; others are rebuilt by replay
     # Fault injection for crash tests: pause the attester "before_send" or "after_send".
     fault_pause: str | None = None
     fault_pause_s: float = 0.0
