@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from . import args as types
@@ -20,11 +21,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from pol.client import Rejected, VerifierClient
     from pol.wire import MalformedWeights
     from pol_core.tasks import load_task
-    from verifier_service.journal import ModelStore
+    from verifier_service.journal import Journal, ModelStore
 
-    from .audit import FetchModel, audit_chain
+    from .audit import FetchModel, FetchSegment, audit_chain
 
     fetch: FetchModel
+    fetch_segment: FetchSegment
     if args.verifier:
         client = VerifierClient(args.verifier)
 
@@ -34,17 +36,35 @@ def cmd_audit(args: argparse.Namespace) -> int:
             except (Rejected, MalformedWeights):  # a missing or broken model is reported per block
                 return None
 
-        fetch = fetch_remote
+        def segment_remote(h: Hash32) -> bytes | None:
+            try:
+                return bytes(client.get_block(block_hash=h).segment)
+            except Rejected:
+                return None
+
+        fetch, fetch_segment = fetch_remote, segment_remote
     else:
         store = ModelStore(args.models, create=False)
 
         def fetch_local(h: Hash32, order: Iterable[str]) -> Mapping[str, torch.Tensor] | None:
             return store.get_state(h, list(order))
 
-        fetch = fetch_local
+        journal_path = Path(args.models).parent / "journal.sqlite"  # the verifier's data root holds both
+
+        def segment_local(h: Hash32) -> bytes | None:
+            if not journal_path.exists():
+                return None
+            journal = Journal(journal_path)
+            try:
+                entry = journal.get_segment(h)
+            finally:
+                journal.close()
+            return None if entry is None else entry.segment
+
+        fetch, fetch_segment = fetch_local, segment_local
 
     task = load_task(dep.task, args.data_dir, rules=dep.genesis.rules.value)
-    results = audit_chain(dep, fetch, task, args.rpc_url)
+    results = audit_chain(dep, fetch, task, args.rpc_url, fetch_segment)
     for r in results:
         print(f"block {r.height:5d}  {'OK  ' if r.ok else 'FAIL'}  {r.detail}")
     bad = [r for r in results if not r.ok]
