@@ -46,7 +46,7 @@ def audit_chain(dep: Deployment, fetch_model: FetchModel, task: Task | None = No
     # The genesis block is rebuilt from the task alone (its accuracy recomputed), not from the file.
     genesis = compute_genesis_header(task.spec_hash, task.genesis_hash, compute_genesis_correct(task),
                                      dep.genesis.difficulty)
-    out = []
+    out: list[AuditResult] = []
     if not blocks or blocks[0].block_hash != compute_header_hash(genesis):
         return [AuditResult(0, False, "genesis does not match the task's genesis")]
     if task.config.rules == "chain-bound":

@@ -6,13 +6,20 @@ drift down and to improve). Each test restores that state (evm_revert and a copy
 data), builds the attack from the live tips (tests/attacks), and sends it over gRPC: the paper verifier
 accepts it and the contract records it; the chain-bound verifier refuses it with its own status and
 reason, and the contract's tip does not move.
+
+anvil's prevrandao is random, so each run has other chain-bound links, another block 1 and other attacks:
+an attack that finds nothing on this run's state is rebuilt from the next seed (an attacker retries too).
+Where the chain-bound refusal rests on R (crafting, replay, grinding), the attacker's P can meet R on the
+canonical W by chance, far above 2^-k when the two models are close (gradient signs agree). Such a proof
+is then valid work on the canonical W: it is accepted as that, and the attacker's W is never attested,
+which is the property those tests check whatever the draw.
 """
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import grpc
 import pytest
@@ -24,11 +31,13 @@ from pol_chain.client import ChainClient
 from pol_chain.deploy import Deployment
 from pol_core.chainbound import SegmentProof
 from pol_core.header import compute_header_hash
+from pol_core.link import compute_link
 from pol_core.requirements import compute_requirements, is_requirements_met
 from pol_core.segment import EMPTY_SEGMENT
 from pol_core.step import process_step
 from pol_core.tasks import Task
-from pol_core.types import Difficulty, Reason
+from pol_core.rulesets import RuleSet
+from pol_core.types import Difficulty, Hash32, Reason
 from pol_core.verify import Proof
 from pol_core.weights import compute_weights_hash, get_flat_params
 from tests.attacks import (
@@ -56,6 +65,7 @@ from verifier_service.server import create_server
 
 from .helpers import KEY, deploy_fresh, mine_segment_on
 
+T = TypeVar("T")
 REDRAW_AFTER = 60
 K = 5  # every attack at one difficulty: a chance pass of a refused proof's R is 2^-5, and fixed by the seeds
 INVALID, LATER = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION
@@ -116,7 +126,7 @@ def send_cb(client: VerifierClient, proof: SegmentProof):
 def common_step(paper: Task, cb: Task, state, reqs_paper, reqs_cb, gen: torch.Generator) -> tuple[int, ...]:
     """A strictly ascending P that meets both chains' R from `state` and improves accuracy."""
     before = count(cb, state)
-    for _ in range(40_000):
+    for _ in range(6_000):  # 2^-2k of draws meet both; a pair of R that none meets is redeployed
         p = sorted_batch(gen, cb.train_size, cb.config.batch_size)
         model = cb.scratch_model(state)
         w0 = get_flat_params(model)
@@ -128,7 +138,18 @@ def common_step(paper: Task, cb: Task, state, reqs_paper, reqs_cb, gen: torch.Ge
     raise RuntimeError("no step meets both R")
 
 
-def make_pair(anvil: AnvilProcess, paper: Task, cb: Task, k: int, root: Path) -> Pair:
+def make_pair(anvil: AnvilProcess, paper: Task, cb: Task, k: int, root: Path, tries: int = 4) -> Pair:
+    """The chain-bound genesis link is random (prevrandao): some pairs of R share no step; deploy again."""
+    for n in range(tries):
+        try:
+            return make_pair_once(anvil, paper, cb, k, root / f"try{n}")
+        except RuntimeError:
+            continue
+    raise RuntimeError(f"no pair of deployments in {tries} had a common first step")
+
+
+def make_pair_once(anvil: AnvilProcess, paper: Task, cb: Task, k: int, root: Path) -> Pair:
+    root.mkdir(parents=True)
     kw = dict(difficulty=k, target_block_time=10, half_life=1_000_000, redraw_after=REDRAW_AFTER)
     deps = {t.config.rules: deploy_fresh(anvil.url, t, root / f"{t.config.rules}-{k}.json", **kw) for t in (paper, cb)}
     gen = torch.Generator().manual_seed(100 + k)
@@ -195,6 +216,32 @@ def live(world, digits, digits_cb, tmp_path) -> Iterator[callable]:
         s.stop()
 
 
+def attempt(build: Callable[[torch.Generator], T], first_seed: int, tries: int = 4) -> T:
+    """The attack from the first seed that yields one on this run's chain."""
+    for seed in range(first_seed, first_seed + tries):
+        try:
+            return build(torch.Generator().manual_seed(seed))
+        except RuntimeError:
+            continue
+    raise RuntimeError(f"the attack found nothing from seeds {first_seed}..{first_seed + tries - 1}")
+
+
+def assert_not_attested(client: VerifierClient, chain: ChainClient, proof: SegmentProof, attacker_w: bytes,
+                        canonical_w: bytes) -> None:
+    """Refused because R is not met on the canonical W (or, if R is met there by chance, by the accuracy
+    rules); or accepted as honest work on the canonical W. Never with the attacker's W."""
+    assert attacker_w != canonical_w
+    before = chain.get_tip()
+    try:
+        resp = send_cb(client, proof)
+    except Rejected as e:
+        assert e.code == INVALID and e.reason in (Reason.REQUIREMENTS_NOT_MET, Reason.ACCURACY_NOT_IMPROVED,
+                                                  Reason.TIP_REGRESSED), e
+        assert chain.get_tip() == before
+        return
+    assert client.get_block(height=resp.height).weights_hash == canonical_w
+
+
 def assert_refused(client: VerifierClient, chain: ChainClient, proof: SegmentProof, reason: Reason,
                    code: grpc.StatusCode = INVALID) -> Rejected:
     before = chain.get_tip()
@@ -207,7 +254,7 @@ def assert_refused(client: VerifierClient, chain: ChainClient, proof: SegmentPro
 
 def test_drift(live):
     w = live(K)
-    attack = drift(w.sc, torch.Generator().manual_seed(3))
+    attack = attempt(lambda g: drift(w.sc, g), 3)
     resp = send_paper(w.paper, attack.paper)
     assert resp.attested and resp.correct_after < w.sc.parent_correct  # the paper chain's tip got worse
     assert w.paper_chain.get_tip_correct() < w.sc.parent_correct
@@ -217,15 +264,17 @@ def test_drift(live):
 
 def test_weight_crafting(live):
     w = live(K)
-    attack = craft_weights(w.sc, torch.Generator().manual_seed(40))
+    attack = attempt(lambda g: craft_weights(w.sc, g), 40)
     resp = send_paper(w.paper, attack.paper)
     assert resp.attested and attack.paper.weights_hash != compute_weights_hash(w.sc.parent_state)  # W was edited
-    assert_refused(w.cb, w.cb_chain, attack.chain_bound, Reason.REQUIREMENTS_NOT_MET)
+    # No segment reaches the edit: the verifier's W is the parent's W'.
+    assert_not_attested(w.cb, w.cb_chain, attack.chain_bound, compute_weights_hash(attack.cb_state),
+                        compute_weights_hash(w.sc.parent_state))
 
 
 def test_buffer_knob(live):
     w = live(K)
-    attack = buffer_knob(w.sc, torch.Generator().manual_seed(5))
+    attack = attempt(lambda g: buffer_knob(w.sc, g), 5)
     resp = send_paper(w.paper, attack.paper)
     assert resp.attested and resp.correct_after > resp.correct_before
     assert_refused(w.cb, w.cb_chain, attack.chain_bound, Reason.ACCURACY_NOT_IMPROVED)
@@ -233,35 +282,39 @@ def test_buffer_knob(live):
 
 def test_test_set_training(live):
     w = live(K)
-    attack = fit_test_set(w.sc, torch.Generator().manual_seed(6))
+    attack = attempt(lambda g: fit_test_set(w.sc, g), 6)
     resp = send_paper(w.paper, attack.paper)
     assert resp.attested and resp.correct_before >= w.sc.parent_correct + 8  # a count inflated by fitting E
     err = assert_refused(w.cb, w.cb_chain, attack.chain_bound, Reason.INVALID_SEGMENT)
     assert "outside the training set" in err.message
 
 
-def test_r_grinding(live):
+def test_r_grinding(live, digits_cb):
     w = live(K)
-    attack = grind_paper(w.sc, torch.Generator().manual_seed(7))
+    attack = attempt(lambda g: grind_paper(w.sc, g), 7)
     resp = send_paper(w.paper, attack.block)
     assert resp.attested and resp.block_hash == compute_header_hash(attack.header)
     proof, _, _ = paper_next_block(attack)
     # Block h+1 was mined before h was published: the ground miner address chose its R.
     assert send_paper(w.paper, proof).attested
 
-    cb = grind_chain_bound(w.sc, torch.Generator().manual_seed(7), guessed_randao=b"\x00" * 32)
+    cb = attempt(lambda g: grind_chain_bound(w.sc, g, guessed_randao=b"\x00" * 32), 7)
     resp = send_cb(w.cb, cb.block)  # block h itself is honest work
     assert resp.attested and resp.block_hash == compute_header_hash(cb.header)
     tip = w.cb.get_tip()
     assert bytes(tip.link) != resp.block_hash  # the link mixes in the inclusion block's prevrandao
+    guessed = compute_link(RuleSet.CHAIN_BOUND, resp.block_hash, Hash32(b"\x00" * 32))
+    k, n = Difficulty(tip.difficulty), digits_cb.num_params
+    # The R the attacker ground for is not the R the chain asks: the link mixes in an unknown prevrandao.
+    assert compute_requirements(bytes(tip.link), k, n) != compute_requirements(guessed, k, n)
     nxt = SegmentProof(bytes(tip.link), tip.height + 1, EMPTY_SEGMENT, cb.next_indices, 0, cb.header.miner)
-    assert_refused(w.cb, w.cb_chain, nxt, Reason.REQUIREMENTS_NOT_MET)
+    assert_not_attested(w.cb, w.cb_chain, nxt, b"ground for another R", bytes(tip.model_hash))
 
 
 def test_dead_weight_halt_and_timed_redraw(live, digits, digits_cb):
     w = live(K)
     gen = torch.Generator().manual_seed(8)
-    attack = dead_channel_block_paper(w.sc, gen, warm_steps=4)
+    attack = attempt(lambda g: dead_channel_block_paper(w.sc, g, warm_steps=4), 8)
     resp = send_paper(w.paper, attack.block)
     assert resp.attested and resp.block_hash == compute_header_hash(attack.header)
     tip = w.paper.get_tip()
@@ -289,17 +342,13 @@ def test_dead_weight_halt_and_timed_redraw(live, digits, digits_cb):
 
 
 def test_replay_from_another_parent(live, digits_cb):
-    """The segment was trained from a sibling's W'; the verifier replays it from the tip's. The attacker's
-    P was found on its own W, and meets R on the canonical W only by chance. That chance is far above
-    2^-k here (the two models are close, so gradient signs agree): measured on this chain, 5 of 11
-    seeds met R and improved, and were then accepted, but as the canonical replay, never the attacker's
-    W (the property asserted below); this seed is refused."""
+    """The segment was trained from a sibling's W'; the verifier replays it from the tip's."""
     w = live(K)
     sibling = trained_parent(digits_cb, torch.Generator().manual_seed(11), steps=36)
-    attack = replay_from_other_parent(w.sc, sibling, torch.Generator().manual_seed(15))
+    attack = attempt(lambda g: replay_from_other_parent(w.sc, sibling, g), 15)
     assert send_paper(w.paper, attack.paper).attested  # the paper chain's model forks to another lineage
     assert w.paper_chain.get_blocks(w.pair.paper.dep.deploy_block)[-1].header.weights_hash == \
         compute_weights_hash(attack.replayed)
-    assert_refused(w.cb, w.cb_chain, attack.chain_bound, Reason.REQUIREMENTS_NOT_MET)
     canonical = train(digits_cb, w.sc.parent_state, attack.segment)
-    assert compute_weights_hash(canonical) != compute_weights_hash(attack.replayed)
+    assert_not_attested(w.cb, w.cb_chain, attack.chain_bound, compute_weights_hash(attack.replayed),
+                        compute_weights_hash(canonical))
