@@ -18,7 +18,7 @@ from pol.v1 import verifier_pb2_grpc as pb_grpc
 
 from .reasons import AnyReason
 from .status import reason_of
-from .wire import CHUNK_SIZE, decode_state, encode_state, iter_chunks
+from .wire import CHUNK_SIZE, decode_state, encode_segment, encode_state, iter_chunks
 
 if TYPE_CHECKING:
     import torch
@@ -144,3 +144,14 @@ class VerifierClient:
         if claimed_correct is not None:
             header.claimed_correct_before, header.claimed_correct_after = claimed_correct
         return self.submit_raw(header, blob, timeout)
+
+    def submit_segment(self, task: str, parent_link: bytes, height: int, segment: Sequence[Sequence[int]],
+                       indices: Sequence[int], miner: bytes, redraw: int = 0,
+                       claimed_correct: tuple[int, int] | None = None, timeout: float = 300) -> pb.SubmitProofResponse:
+        """A chain-bound proof: the segment since the parent's W', P and the redraw index j. No weights:
+        the verifier replays W from its own copy of the parent's W'."""
+        header = pb.ProofHeader(task=task, parent_hash=parent_link, height=height, indices=list(indices), miner=miner,
+                                segment=encode_segment(segment), redraw=redraw)
+        if claimed_correct is not None:
+            header.claimed_correct_before, header.claimed_correct_after = claimed_correct
+        return self.submit_raw(header, b"", timeout)

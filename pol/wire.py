@@ -1,7 +1,8 @@
-"""The weights codec and chunking: how a model state travels and is stored.
+"""The weights and segment codecs and chunking: how a proof and a model state travel and are stored.
 
 A state is a safetensors blob. safetensors stores tensors sorted by name; the canonical order is
-the task's state_dict order (it is part of the weights hash), so decoding puts it back.
+the task's state_dict order (it is part of the weights hash), so decoding puts it back. A chain-bound
+segment travels in its consensus encoding (pol_core.segment), the bytes its root hashes.
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
 
 if TYPE_CHECKING:  # torch loads with safetensors.torch, on first use: the wire layer imports cheaply
     import torch
+
+    from pol_core.segment import Segment
 
 CHUNK_SIZE = 1 << 20  # bytes per gRPC message of a streamed blob; far below the 4 MiB default cap
 
@@ -42,3 +45,17 @@ def iter_chunks(blob: bytes, size: int = CHUNK_SIZE) -> Iterator[bytes]:
     always carries at least one message."""
     for i in range(0, max(len(blob), 1), size):
         yield blob[i : i + size]
+
+
+def encode_segment(segment: Iterable[Iterable[int]]) -> bytes:
+    """The segment's consensus encoding: what ProofHeader.segment and Block.segment carry."""
+    from pol_core.segment import compute_segment_encoding
+
+    return compute_segment_encoding([list(step) for step in segment])
+
+
+def decode_segment(data: bytes) -> Segment:
+    """The steps of an encoded segment; pol_core.types.InvalidSegment for truncated bytes."""
+    from pol_core.segment import decode_segment as decode
+
+    return decode(data)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from . import args as types
@@ -24,11 +25,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from pol.wire import MalformedWeights
     from pol_core.tasks import load_task
     from verifier_service.evaluation import make_evaluator
-    from verifier_service.journal import ModelStore
+    from verifier_service.journal import Journal, ModelStore
 
-    from .audit import FetchModel, audit_chain
+    from .audit import FetchModel, FetchSegment, audit_chain
 
     fetch: FetchModel
+    fetch_segment: FetchSegment
     if args.verifier:
         client = VerifierClient(args.verifier)
 
@@ -38,19 +40,37 @@ def cmd_audit(args: argparse.Namespace) -> int:
             except (Rejected, MalformedWeights):  # a missing or broken model is reported per block
                 return None
 
-        fetch = fetch_remote
+        def segment_remote(h: Hash32) -> bytes | None:
+            try:
+                return bytes(client.get_block(block_hash=h).segment)
+            except Rejected:
+                return None
+
+        fetch, fetch_segment = fetch_remote, segment_remote
     else:
         store = ModelStore(args.models, create=False)
 
         def fetch_local(h: Hash32, order: Iterable[str]) -> Mapping[str, torch.Tensor] | None:
             return store.get_state(h, list(order))
 
-        fetch = fetch_local
+        journal_path = Path(args.models).parent / "journal.sqlite"  # the verifier's data root holds both
+
+        def segment_local(h: Hash32) -> bytes | None:
+            if not journal_path.exists():
+                return None
+            journal = Journal(journal_path)
+            try:
+                entry = journal.get_segment(h)
+            finally:
+                journal.close()
+            return None if entry is None else entry.segment
+
+        fetch, fetch_segment = fetch_local, segment_local
 
     task = load_task(dep.task, args.data_dir, rules=dep.genesis.rules.value)
     evaluator = make_evaluator(args.eval_workers, args.ray_address, task=task)
     try:
-        results = audit_chain(dep, fetch, task, args.rpc_url, evaluator)
+        results = audit_chain(dep, fetch, task, args.rpc_url, fetch_segment, evaluator)
     finally:
         evaluator.close()
     for r in results:

@@ -41,7 +41,8 @@ def cmd_mine(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
-    task = load_task(args.task, args.data_dir, test_limit=args.test_limit)
+    # The deployment's rule set, as the verifier reports it: the task's spec hash (and the proof) depend on it.
+    task = load_task(args.task, args.data_dir, test_limit=args.test_limit, rules=tip.rules or None)
     cfg = MinerConfig(target=args.verifier, miner=args.miner, mode=args.mode, device=args.device,
                       candidates=args.candidates, seed=args.seed, max_blocks=args.max_blocks,
                       reduced_precision=args.reduced_precision, train_batch=args.train_batch, train_every=args.train_every,

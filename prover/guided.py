@@ -18,8 +18,10 @@ required way. One round:
   fallback  random candidates fill the exact pass when the predictor has too few (a dead or
             unreachable coordinate leaves it none)
   training  one pol_core step (process_step) per round on B = 4^j * S training indices at
-            lr * 2^j; every step since the searcher started is in `self.segment`, so that a proof's
-            W is always the starting W advanced by exactly `self.segment`. Each step is a valid
+            lr * 2^j; every step since the searcher started is in `self.segment` (given a miner's
+            SegmentLog, the log's steps: those kept on the same tip before this searcher, e.g. under
+            an earlier redraw, stay first), so that a proof's W is always the W the segment starts
+            from advanced by exactly `self.segment`. Each step is a valid
             chain-bound segment step (strictly ascending, B within the task's max_step_batch), and
             under chain-bound rules the searcher stops adding steps at the task's max_segment_steps
             (it then keeps searching from the W it has reached)
@@ -37,7 +39,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import torch
@@ -59,7 +61,7 @@ from pol_core.tasks import Task
 from pol_core.types import Requirement, SampleIndex
 
 from .fast import BatchedSearch, Capture, Target, compute_target_grad, locate_targets
-from .faithful import Found, compute_required_index_tensor, copy_state, read_required
+from .faithful import Found, SegmentLog, compute_required_index_tensor, copy_state, read_required
 
 
 @dataclass(frozen=True)
@@ -227,7 +229,8 @@ class GuidedSearcher:
     """Per-sample estimates choose P; batched exact pass, then plain steps; training each round."""
 
     def __init__(self, task: Task, model: nn.Module, reqs: list[Requirement], gen: torch.Generator,
-                 device: torch.device, cfg: GuidedConfig = GuidedConfig()):
+                 device: torch.device, cfg: GuidedConfig = GuidedConfig(), log: SegmentLog | None = None,
+                 floor: int | None = None, redraw: int = 0):
         if cfg.setup not in ("fused", "separate"):
             raise ValueError(f"unknown set-up {cfg.setup!r}: fused or separate")
         self.task, self.model, self.reqs, self.gen, self.device, self.cfg = task, model, reqs, gen, device, cfg
@@ -241,12 +244,19 @@ class GuidedSearcher:
         self.train_lr = compute_step_lr(task.config, self.train_batch)  # lr * 2^j, as process_step takes it
         # Chain-bound blocks carry at most max_steps segment steps; paper blocks carry none.
         self.max_steps = bounds.max_steps if task.config.rules == RuleSet.CHAIN_BOUND.value else None
+        if log is not None:
+            self.max_steps = log.max_steps
         self.test_x, self.test_y = task.test_x.to(device), task.test_y.to(device)
         self.targets = locate_targets(model, reqs)
         self.sign = compute_orientation(reqs).float()  # (k,)
         self.located = compute_required_index_tensor(model, reqs)
         self.exact = BatchedSearch(task, model, reqs, cfg.candidates)
-        self.segment: list[SegmentStep] = []  # each training step's indices (ascending), in order
+        # Each training step's indices (ascending), in order. A miner's log is shared, not copied: its
+        # earlier steps are already in the model, and a proof's segment must carry them too.
+        self.segment: list[SegmentStep] = log.steps if log is not None else []
+        self.log = log
+        self.floor = floor  # chain-bound: the tip's count, which the count after must keep (robustly)
+        self.redraw = redraw  # the redraw index j of R, carried by the proof
         self.attempts = 0  # exact checks, batched or plain
         self.guided_attempts = 0  # of which chosen by the predictor
         self.rounds = 0
@@ -348,7 +358,9 @@ class GuidedSearcher:
             actual = (read_required(self.located).double() - w0.double()) * self.sign.double()
             if bool((actual > cfg.delta_margin).all()):
                 after_count = self._robust_count()
-                if is_robustly_improved(before_count, after_count):
+                # Chain-bound: the tip never loses accuracy, so W' must also keep the tip's count.
+                if is_robustly_improved(before_count, after_count) and (self.floor is None
+                                                                        or after_count.worst >= self.floor):
                     state = {k: v.to("cpu") for k, v in before.items()}
                     return Found(cands[c], state, self.attempts, before_count.correct, after_count.correct)
         return None
@@ -397,6 +409,8 @@ class GuidedSearcher:
         if found is not None:
             if trained is not None:
                 self.segment.pop()  # the proof's W is the state before this round's step
+            if self.log is not None:  # chain-bound: the proof names W by its segment, under R's redraw index
+                return replace(found, segment=tuple(self.segment), redraw=self.redraw)
             return found
         self.model.load_state_dict(trained if trained is not None else before)
         if self.cfg.setup == "separate" and room:

@@ -1,4 +1,8 @@
-"""The mining loop: follow the tip, sync the model, search, submit; drop stale work at once."""
+"""The mining loop: follow the tip, sync the model, search, submit; drop stale work at once.
+
+Under chain-bound rules the miner starts from the tip's canonical W' (the verifier's store serves it,
+rebuilt by replay where needed), records every training step it keeps as the segment, draws R from
+seed(tip link, j) with j the redraw index open by the wall clock, and submits (segment, P, j) without W."""
 from __future__ import annotations
 
 import logging
@@ -12,12 +16,13 @@ import torch
 
 from pol.client import Rejected, VerifierClient, VerifierUnavailable
 from pol.v1 import verifier_pb2 as pb
+from pol_core.link import compute_seed
 from pol_core.requirements import compute_requirements
 from pol_core.tasks import Task
-from pol_core.types import Difficulty, Hash32
+from pol_core.types import Difficulty, Hash32, RedrawIndex
 from pol_core.weights import compute_weights_hash
 
-from .faithful import Found
+from .faithful import Found, SegmentLog
 from .search import make_searcher
 
 log = logging.getLogger("pol.prover")
@@ -25,6 +30,18 @@ log = logging.getLogger("pol.prover")
 
 class ModelMismatch(Exception):
     """The verifier served bytes whose hash is not the model it named."""
+
+
+class RulesMismatch(Exception):
+    """The verifier runs another rule set than the miner's task is pinned to."""
+
+
+def compute_open_redraw(tip: pb.Tip, now: float) -> int:
+    """The highest redraw index open at wall-clock time `now` (0 under paper rules). The verifier checks
+    against chain time, which may lag; a proof sent early is refused with REDRAW_TOO_EARLY."""
+    if tip.redraw_after <= 0 or now < tip.time:
+        return 0
+    return int((now - tip.time) // tip.redraw_after)
 
 
 @dataclass
@@ -73,6 +90,8 @@ class Miner:
         self.model_hash: bytes = task.genesis_hash
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.submitting = False
+        # Chain-bound: the steps kept since the tip's W' was loaded (the next proof's segment).
+        self.log = SegmentLog(task) if task.config.rules == "chain-bound" else None
 
     # ── tip following ──
 
@@ -117,6 +136,8 @@ class Miner:
     def _sync_model(self, tip: pb.Tip) -> None:
         if bytes(tip.model_hash) == self.model_hash:
             return
+        if self.log is not None:
+            self.log.reset()  # a segment starts at the W' it is replayed from
         state = self.client.get_model(bytes(tip.model_hash), list(self.task.genesis_state))
         # The verifier serves content-addressed models; check the bytes are the ones named.
         if compute_weights_hash(state) != bytes(tip.model_hash):
@@ -138,7 +159,12 @@ class Miner:
         """Mine until stopped or `max_blocks` are won. VerifierUnavailable when no verifier answers
         within the connect timeout, at the start or after the tip stream broke."""
         try:
-            self._set_tip(self.client.get_tip())  # fails with a clear error on a wrong --verifier
+            first = self.client.get_tip()  # fails with a clear error on a wrong --verifier
+            # A miner of the other rule set would send proofs the verifier can only refuse.
+            if first.rules and first.rules != self.task.config.rules:
+                raise RulesMismatch(f"the verifier runs {first.rules} rules; this miner's task is pinned to "
+                                    f"{self.task.config.rules}")
+            self._set_tip(first)
             threading.Thread(target=self._watch, name="tip-watch", daemon=True).start()
             while not self.stop_event.is_set():
                 if self.cfg.max_blocks is not None and self.stats.blocks_won >= self.cfg.max_blocks:
@@ -157,16 +183,22 @@ class Miner:
     def _mine_on(self, tip: pb.Tip) -> None:
         self._sync_model(tip)
         self.stats.tip_height, self.stats.difficulty = tip.height, tip.difficulty
-        reqs = compute_requirements(Hash32(bytes(tip.block_hash)), Difficulty(tip.difficulty), self.task.num_params)
+        redraw = compute_open_redraw(tip, time.time()) if self.log is not None else 0
+        seed = compute_seed(Hash32(bytes(tip.link) or bytes(tip.block_hash)), RedrawIndex(redraw))
+        reqs = compute_requirements(seed, Difficulty(tip.difficulty), self.task.num_params)
         dtype = torch.bfloat16 if self.cfg.reduced_precision and self.device.type == "cuda" else None
+        floor = tip.correct if self.log is not None else None  # chain-bound: the tip never loses accuracy
         searcher = make_searcher(self.cfg.mode, self.task, self.model, reqs, self.gen, self.device,
-                                 self.cfg.candidates, dtype, self.cfg.train_batch, self.cfg.train_every)
+                                 self.cfg.candidates, dtype, self.cfg.train_batch, self.cfg.train_every,
+                                 self.log, floor, redraw)
         last = time.monotonic()
         last_attempts = 0
         while not self.stop_event.is_set():
             now_tip = self.current_tip()
             if now_tip is None or bytes(now_tip.block_hash) != bytes(tip.block_hash):
                 return  # a new tip: drop this work at once
+            if self.log is not None and compute_open_redraw(tip, time.time()) != redraw:
+                return  # a redraw opened: mine on the new R (the segment so far is kept)
             found = searcher.round()
             self.stats.attempts += searcher.attempts - last_attempts
             last_attempts = searcher.attempts
@@ -182,10 +214,17 @@ class Miner:
     def _submit(self, tip: pb.Tip, found: Found) -> None:
         self.submitting = True
         try:
-            resp = self.client.submit(
-                self.task.name, bytes(tip.block_hash), tip.height + 1, found.indices,
-                compute_weights_hash(found.state), found.state, self.cfg.miner,
-                claimed_correct=(found.correct_before, found.correct_after))
+            if self.log is not None:
+                # The winning step itself is in the model but not in the segment: start over from the tip.
+                self.model_hash = b""
+                resp = self.client.submit_segment(
+                    self.task.name, bytes(tip.link), tip.height + 1, found.segment, found.indices, self.cfg.miner,
+                    found.redraw, claimed_correct=(found.correct_before, found.correct_after))
+            else:
+                resp = self.client.submit(
+                    self.task.name, bytes(tip.block_hash), tip.height + 1, found.indices,
+                    compute_weights_hash(found.state), found.state, self.cfg.miner,
+                    claimed_correct=(found.correct_before, found.correct_after))
         except Rejected as e:
             self.stats.rejected[str(e.reason)] = self.stats.rejected.get(str(e.reason), 0) + 1
             log.info("proof rejected: %s", e)

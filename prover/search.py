@@ -14,6 +14,7 @@ from pol_core.types import Requirement, SampleIndex
 from .fast import BatchedSearch
 from .faithful import (
     Found,
+    SegmentLog,
     compute_required_index_tensor,
     copy_state,
     draw_indices,
@@ -41,22 +42,27 @@ class FaithfulSearcher:
     """Algorithm 1, `per_round` attempts at a time so the loop can notice a new tip."""
 
     def __init__(self, task: Task, model: nn.Module, reqs: list[Requirement], gen: torch.Generator,
-                 device: torch.device, per_round: int = 32):
+                 device: torch.device, per_round: int = 32, log: SegmentLog | None = None,
+                 floor: int | None = None, redraw: int = 0):
         self.task, self.model, self.reqs, self.gen, self.device = task, model, reqs, gen, device
         self.per_round = per_round
         self.attempts = 0
+        self.log, self.floor, self.redraw = log, floor, redraw
 
     def round(self) -> Found | None:
-        found = mine_faithful(self.task, self.model, self.reqs, self.gen, self.per_round, self.device)
+        found = mine_faithful(self.task, self.model, self.reqs, self.gen, self.per_round, self.device,
+                              log=self.log, floor=self.floor, redraw=self.redraw)
         self.attempts += found.attempts if found else self.per_round
         return found
 
 
-def compute_default_train_batch(s: int, candidates: int) -> int:
+def compute_default_train_batch(s: int, candidates: int, limit: int | None = None) -> int:
     """The largest 4^j * S within a quarter of the round's C*S samples (so the step costs at most
-    about a quarter of the search) and within DEFAULT_TRAIN_BATCH_FACTOR * S; at least S."""
+    about a quarter of the search), within DEFAULT_TRAIN_BATCH_FACTOR * S and within `limit` (chain-bound:
+    the task's largest segment step); at least S."""
     b = s
-    while 4 * b <= min(candidates * s // 4, DEFAULT_TRAIN_BATCH_FACTOR * s):
+    cap = min(candidates * s // 4, DEFAULT_TRAIN_BATCH_FACTOR * s, limit if limit is not None else candidates * s)
+    while 4 * b <= cap:
         b *= 4
     return b
 
@@ -73,18 +79,24 @@ def draw_round(gen: torch.Generator, train_size: int, candidates: int, s: int) -
 class FastSearcher:
     """C candidates per round from the same W; candidates that pass are re-run as plain steps.
     After every `train_every`-th round the model trains with one pol_core step on `train_batch` of
-    the round's samples."""
+    the round's samples. With `log` (chain-bound rules) those training steps are the segment: sorted,
+    recorded, and no longer taken once the segment is full."""
 
     def __init__(self, task: Task, model: nn.Module, reqs: list[Requirement], gen: torch.Generator,
                  device: torch.device, candidates: int = 256, autocast_dtype: torch.dtype | None = None,
-                 train_batch: int | None = None, train_every: int = 1):
+                 train_batch: int | None = None, train_every: int = 1, log: SegmentLog | None = None,
+                 floor: int | None = None, redraw: int = 0):
         self.task, self.model, self.reqs, self.gen, self.device = task, model, reqs, gen, device
         self.c = candidates
         s = task.config.batch_size
-        self.train_batch = compute_default_train_batch(s, candidates) if train_batch is None else train_batch
+        limit = log.max_step_batch if log is not None else None
+        self.train_batch = compute_default_train_batch(s, candidates, limit) if train_batch is None else train_batch
         compute_batch_exponent(task.config, self.train_batch)  # InvalidBatchSize unless 4^j * S
         if self.train_batch > candidates * s:
             raise ValueError(f"train batch {self.train_batch} exceeds a round's {candidates} x {s} samples")
+        if limit is not None and self.train_batch > limit:
+            raise ValueError(f"train batch {self.train_batch} exceeds the task's largest segment step ({limit})")
+        self.log, self.floor, self.redraw = log, floor, redraw
         if train_every < 1:
             raise ValueError(f"train_every must be at least 1, got {train_every}")
         self.train_every = train_every
@@ -99,6 +111,8 @@ class FastSearcher:
         cfg = self.task.config
         self.rounds += 1
         idx = draw_round(self.gen, self.task.train_size, self.c, cfg.batch_size)
+        if self.log is not None:
+            idx = [tuple(sorted(cand)) for cand in idx]  # chain-bound P is strictly ascending
         x, y = self.task.batch([i for cand in idx for i in cand], self.device)  # (C*S, ...), (C*S,)
         oriented = self.search.oriented_deltas(x, y)  # (C, k); the model is unchanged
         self.attempts += self.c
@@ -113,23 +127,41 @@ class FastSearcher:
                 process_step(self.model, *self.task.batch(idx[c], self.device), cfg)
                 actual = (read_required(self.located).double() - w0.double()) * self.sign
                 if bool((actual > cfg.delta_margin).all()):
-                    ok, cb, ca = is_robust_proof(self.task, self.model, before, self.device)
+                    ok, cb, ca = is_robust_proof(self.task, self.model, before, self.device, self.floor)
                     if ok:
-                        return Found(idx[c], {k: v.to("cpu") for k, v in before.items()}, self.attempts, cb, ca)
+                        segment = self.log.segment() if self.log is not None else ()
+                        return Found(idx[c], {k: v.to("cpu") for k, v in before.items()}, self.attempts, cb, ca,
+                                     segment, self.redraw)
                 self.model.load_state_dict(before)
         # Useful work: one protocol step on the first train_batch samples of the round.
         if self.rounds % self.train_every == 0:
-            process_step(self.model, x[: self.train_batch], y[: self.train_batch], cfg)
+            self.train_step([i for cand in idx for i in cand][: self.train_batch], x, y)
         return None
+
+    def train_step(self, indices: list[SampleIndex], x: torch.Tensor, y: torch.Tensor) -> None:
+        """Paper rules: a step on the round's first samples as drawn. Chain-bound: the same samples in
+        ascending order, recorded as a segment step (none once the segment is full)."""
+        cfg = self.task.config
+        if self.log is None:
+            process_step(self.model, x[: self.train_batch], y[: self.train_batch], cfg)
+            return
+        if self.log.is_full():
+            return
+        step = tuple(sorted(indices))
+        process_step(self.model, *self.task.batch(step, self.device), cfg)
+        self.log.record(step)
 
 
 def make_searcher(mode: str, task: Task, model: nn.Module, reqs: list[Requirement], gen: torch.Generator,
                   device: torch.device, candidates: int = 256, autocast_dtype: torch.dtype | None = None,
-                  train_batch: int | None = None, train_every: int = 1) -> Searcher:
+                  train_batch: int | None = None, train_every: int = 1, log: SegmentLog | None = None,
+                  floor: int | None = None, redraw: int = 0) -> Searcher:
     if mode == "faithful":
-        return FaithfulSearcher(task, model, reqs, gen, device)
+        return FaithfulSearcher(task, model, reqs, gen, device, log=log, floor=floor, redraw=redraw)
     if mode == "fast":
-        return FastSearcher(task, model, reqs, gen, device, candidates, autocast_dtype, train_batch, train_every)
+        return FastSearcher(task, model, reqs, gen, device, candidates, autocast_dtype, train_batch, train_every,
+                            log, floor, redraw)
     if mode == "guided":
-        return GuidedSearcher(task, model, reqs, gen, device, GuidedConfig(candidates=candidates))
+        return GuidedSearcher(task, model, reqs, gen, device, GuidedConfig(candidates=candidates), log=log,
+                              floor=floor, redraw=redraw)
     raise ValueError(f"unknown mode {mode!r}: fast, faithful or guided")

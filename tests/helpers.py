@@ -15,11 +15,12 @@ from pol.genesis import Genesis
 from pol_chain import deploy_chain
 from pol_chain.anvil import ANVIL_DEV_KEYS
 from pol_chain.process import spawn, terminate
+from pol_core.link import compute_seed
 from pol_core.requirements import compute_requirements
 from pol_core.tasks import Task
 from pol_core.verify import compute_genesis_correct
 from pol_core.weights import compute_weights_hash
-from prover.faithful import Found, mine_faithful
+from prover.faithful import Found, SegmentLog, mine_faithful
 
 KEY = ANVIL_DEV_KEYS[0]
 MINER = bytes.fromhex("00000000000000000000000000000000000000aa")
@@ -41,6 +42,23 @@ def mine_on(task: Task, tip, state=None, seed: int = 0, max_attempts: int = 2000
     if found is None:
         raise RuntimeError("no proof found")
     return found
+
+
+def mine_segment_on(task: Task, tip, state, seed: int = 0, max_attempts: int = 20000, redraw: int = 0) -> Found:
+    """A real chain-bound proof for `tip` by Algorithm 1 from the tip's W' `state`: the attempts it keeps
+    are the segment."""
+    model = task.model_from_state(state)
+    reqs = compute_requirements(compute_seed(bytes(tip.link), redraw), tip.difficulty, task.num_params)
+    found = mine_faithful(task, model, reqs, torch.Generator().manual_seed(seed), max_attempts, log=SegmentLog(task),
+                          floor=tip.correct, redraw=redraw)
+    if found is None:
+        raise RuntimeError("no proof found")
+    return found
+
+
+def submit_segment_found(client, task: Task, tip, found: Found, miner: bytes = MINER):
+    return client.submit_segment(task.name, bytes(tip.link), tip.height + 1, found.segment, found.indices, miner,
+                                 found.redraw)
 
 
 def submit_found(client, task: Task, tip, found: Found, miner: bytes = MINER):

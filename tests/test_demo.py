@@ -7,18 +7,21 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from pol_chain.deploy import Deployment
 from pol_cli.report import read_csv
 
 from .helpers import is_alive
 
 
-def test_demo_three_blocks(tmp_path):
+@pytest.mark.parametrize("rules", ["chain-bound", "paper"])
+def test_demo_three_blocks(tmp_path, rules):
     out = tmp_path / "results"
     dep_path = tmp_path / "deployment.json"
     demo = subprocess.Popen(
         [sys.executable, "-m", "pol_cli.main", "demo", "--blocks", "3", "--out", str(out), "--deployment", str(dep_path),
-         "--workdir", str(tmp_path / "work"), "--timeout", "600", "--keep-running"],
+         "--workdir", str(tmp_path / "work"), "--timeout", "600", "--keep-running", "--rules", rules],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     deadline = time.monotonic() + 700
@@ -37,7 +40,11 @@ def test_demo_three_blocks(tmp_path):
         info = json.loads((out / "run.json").read_text())
         dep = Deployment.load(dep_path)
         blocks = dep.client().get_blocks(dep.deploy_block)
-        assert len(blocks) >= 4
+        assert len(blocks) >= 4 and dep.genesis.rules.value == rules
+        if rules == "chain-bound":  # the tip never loses accuracy, and every block carries its segment root
+            tips = [b.header.correct_after for b in blocks]
+            assert tips == sorted(tips) and tips[-1] > tips[0]
+            assert all(b.header.segment_root != b"\x00" * 32 for b in blocks[1:])
         for row, b in zip(rows, blocks):
             assert row["block_hash"] == "0x" + b.block_hash.hex()
             assert int(row["correct_after"]) == b.header.correct_after

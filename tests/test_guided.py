@@ -318,3 +318,67 @@ def test_bench_mine_imports_no_wire_or_chain_code_and_writes_its_reports(tmp_pat
     assert all(run["cpu_rejected"] is None for r in rows for run in r["runs"])
     assert rows[1]["found"] == 1  # guided finds a k = 4 block in its first round from the start model
     assert "| 4 |" in md.read_text()
+
+
+def test_guided_proof_carries_the_miners_segment_and_redraw(digits_cb):
+    """Under a miner (chain-bound) the guided searcher shares the miner's SegmentLog: steps kept on the
+    same tip before it (an earlier redraw's searcher) stay first in the proof's segment, the proof names
+    R's redraw index, and W' keeps the tip's count. Without the shared log the segment would not replay
+    to W, and the verifier would refuse the proof."""
+    from prover.faithful import SegmentLog
+
+    task = digits_cb
+    start = trained_digits_state(task)
+    model = task.model_from_state(start)
+    log = SegmentLog(task)
+    earlier = tuple(sorted(int(i) for i in torch.randperm(task.train_size, generator=torch.Generator().manual_seed(3))
+                           [: 4 * task.config.batch_size].tolist()))
+    process_step(model, *task.batch(list(earlier)), task.config)  # the earlier searcher's step, kept
+    log.record(earlier)
+    floor = compute_correct(task.model_from_state(start), task.test_x, task.test_y, task.config.eval_batch) - 3
+    reqs = compute_requirements(b"\x0a" * 32, 4, task.num_params)
+    s = make_searcher("guided", task, model, reqs, torch.Generator().manual_seed(1), CPU, candidates=64, log=log,
+                      floor=floor, redraw=2)
+    assert isinstance(s, GuidedSearcher) and s.segment is log.steps and s.max_steps == task.config.max_segment_steps
+    found = next((f for f in (s.round() for _ in range(30)) if f is not None), None)
+    assert found is not None
+    assert found.redraw == 2 and found.correct_after >= floor
+    assert found.segment[0] == earlier and found.segment == log.segment()
+    process_segment_check(found.segment, SegmentBounds.for_task(task))
+    replay = task.model_from_state(start)
+    process_segment_replay(task, replay, found.segment)
+    assert compute_weights_hash(replay.state_dict()) == compute_weights_hash(found.state)
+
+
+def test_pol_mine_guided_gets_chain_bound_blocks_accepted(anvil, digits_cb, tmp_path):
+    """`pol mine --mode guided` against a chain-bound verifier: its proofs carry segments (no W) and the
+    verifier replays them; every block's segment is served and hashes to the header's segmentRoot."""
+    import subprocess
+    import sys
+
+    from pol.client import VerifierClient
+    from pol.wire import decode_segment
+    from pol_core.segment import compute_segment_root
+
+    from .helpers import deploy_fresh, start_verifier_process
+
+    dep = deploy_fresh(anvil.url, digits_cb, tmp_path / "d.json", difficulty=4)
+    vp = start_verifier_process(tmp_path / "d.json", tmp_path / "v")
+    try:
+        out = subprocess.run([sys.executable, "-m", "pol_cli.main", "mine", "--verifier", f"127.0.0.1:{vp.port}",
+                              "--miner", "0x" + "0f" * 20, "--mode", "guided", "--candidates", "64", "--max-blocks",
+                              "2", "--threads", "1", "--seed", "3"], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stdout + out.stderr
+        client = VerifierClient(f"127.0.0.1:{vp.port}")
+        try:
+            served = [client.get_block(height=h) for h in (1, 2)]
+        finally:
+            client.close()
+    finally:
+        vp.stop()
+    blocks = dep.client().get_blocks(dep.deploy_block)
+    assert [b.header.height for b in blocks] == [0, 1, 2]
+    assert all(b.header.miner == b"\x0f" * 20 for b in blocks[1:])
+    for b, s in zip(blocks[1:], served):
+        assert compute_segment_root(decode_segment(bytes(s.segment))) == b.header.segment_root
+        assert b.header.correct_after >= blocks[b.header.height - 1].header.correct_after  # the monotone tip

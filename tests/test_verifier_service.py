@@ -14,7 +14,6 @@ from pol.v1 import verifier_pb2 as pb
 from pol.wire import encode_state
 from pol_chain import AnvilProcess
 from pol_core.requirements import compute_requirements, is_requirements_met
-from pol_core.rulesets import RuleSet
 from pol_core.step import compute_correct, process_step
 from pol_core.types import Reason
 from pol_core.weights import compute_weights_hash, get_flat_params
@@ -333,22 +332,3 @@ def test_chain_down_then_up(digits, tmp_path):
         node.stop()
     finally:
         a.stop()
-
-
-def test_a_chain_bound_deployment_is_refused_until_the_node_verifies_it(tmp_path, digits_cb):
-    """The node applies the paper verdict only (issue 10 part B wires the chain-bound one in): it must
-    refuse a chain-bound deployment at set-up, with a clear message, instead of attesting wrong blocks."""
-    from dataclasses import replace
-
-    from pol_chain.deploy import Deployment
-    from verifier_service.node import SetupError
-
-    from .test_wire import genesis_example
-
-    genesis = replace(genesis_example(), rules=RuleSet.CHAIN_BOUND, task_spec_hash=digits_cb.spec_hash)
-    dep = Deployment("http://127.0.0.1:1", 31337, "0x" + "cd" * 20, 1, "digits-cnn", genesis)
-    with pytest.raises(SetupError, match="chain-bound rules; this verifier implements the paper rules only"):
-        build_node(VerifierConfig(data_root=str(tmp_path / "v")), KEY, deployment=dep)
-    with pytest.raises(SetupError, match="paper rules only"):
-        VerifierNode(task=digits_cb, deployment=dep, chain=dep.client(), journal=Journal(tmp_path / "j.sqlite"),
-                     models=ModelStore(tmp_path / "models"), metrics=Metrics())

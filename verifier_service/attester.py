@@ -88,11 +88,16 @@ class Attester:
         Returns the chain's tip afterwards."""
         for entry in self.journal.pending():
             chain_tip = self.chain.get_tip()
-            # Paper rules: a block's link is its hash (chain-bound attestation is issue 10 part B).
-            if chain_tip.link == entry.block_hash:
-                # The transaction went through before a crash: record it, never send it again.
+            # A block at this height is on chain already: ours, sent before a crash (record it, never send
+            # it again), or another attester's. Heights, not links: a chain-bound link is known only
+            # after inclusion, since it mixes in that block's prevrandao.
+            if chain_tip.height >= entry.header.height:
                 rec = self.chain.find_transaction(entry.block_hash, self.deploy_block)
-                self.journal.mark_attested(entry.block_hash, rec.tx_hash if rec else "", None)
+                if rec is not None:
+                    self.journal.mark_attested(entry.block_hash, rec.tx_hash, None, rec.link)
+                else:
+                    log.error("another block holds this height", extra={"block": entry.block_hash.hex()})
+                    self.journal.mark_orphaned(entry.block_hash)
             elif chain_tip.link == entry.header.parent:
                 self._pause("before_send")
                 try:
@@ -104,7 +109,7 @@ class Attester:
                     self.journal.mark_orphaned(entry.block_hash)
                     continue
                 self._pause("after_send")
-                self.journal.mark_attested(entry.block_hash, receipt.tx_hash, receipt.gas_used)
+                self.journal.mark_attested(entry.block_hash, receipt.tx_hash, receipt.gas_used, receipt.link)
                 self.metrics.attest_latency.observe(time.time() - entry.accepted_at)
                 log.info("attested", extra={"height": entry.header.height, "tx": receipt.tx_hash, "gas": receipt.gas_used})
             else:

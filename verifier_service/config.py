@@ -27,6 +27,7 @@ class VerifierConfig:
     receipt_wait_s: float = 30.0  # how long SubmitProof waits for the attestation receipt
     chunk_size: int = 1 << 20  # GetModel chunk size
     chain_retry_max_s: float = 5.0  # backoff ceiling while the chain node is unreachable
+    checkpoint_every: int = 16  # chain-bound: keep W' of every N-th height; others are rebuilt by replay
     # Test-set evaluation processes: 0 = in-process; None = one per core (in-process where the whole
     # test set is one eval batch, as for digits-cnn: there is nothing to shard).
     eval_workers: int | None = None

@@ -10,7 +10,7 @@ from .config import VerifierConfig
 from .evaluation import make_evaluator
 from .journal import Journal, ModelStore
 from .metrics import Metrics
-from .node import VerifierNode, process_rules_supported
+from .node import VerifierNode
 
 
 def build_node(cfg: VerifierConfig, private_key: str, task: Task | None = None,
@@ -18,7 +18,6 @@ def build_node(cfg: VerifierConfig, private_key: str, task: Task | None = None,
     """The deployment from `cfg.deployment`, its task (unless given), a chain client with the
     attester's key, and the journal and model store under `cfg.data_root`."""
     dep = deployment or Deployment.load(cfg.deployment)
-    process_rules_supported(dep)  # before loading a model for a deployment this node cannot serve
     task = task or load_task(dep.task, cfg.data_dir, test_limit=cfg.test_limit, rules=dep.genesis.rules.value)
     root = Path(cfg.data_root)
     return VerifierNode(task=task, deployment=dep, chain=dep.client(private_key, rpc_url=cfg.rpc_url),

@@ -29,6 +29,21 @@ CREATE TABLE IF NOT EXISTS blocks (
   verify_seconds REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS blocks_status ON blocks(status, height);
+-- What each attested block's child names as parent (paper rules: its own hash).
+CREATE TABLE IF NOT EXISTS links (
+  link BLOB PRIMARY KEY,
+  hash BLOB NOT NULL
+);
+-- Chain-bound: each accepted block's segment and where its replay starts, so W and W' can be rebuilt.
+CREATE TABLE IF NOT EXISTS segments (
+  hash BLOB PRIMARY KEY,
+  parent_block BLOB NOT NULL,      -- the parent's block hash (the header names its link)
+  segment BLOB NOT NULL,           -- pol_core.segment encoding
+  w BLOB NOT NULL,                 -- hash of W = replay(parent's W', segment)
+  w_new BLOB NOT NULL              -- hash of W'
+);
+CREATE INDEX IF NOT EXISTS segments_w ON segments(w);
+CREATE INDEX IF NOT EXISTS segments_w_new ON segments(w_new);
 """
 
 
@@ -40,6 +55,15 @@ class JournalEntry:
     tx_hash: str | None
     gas_used: int | None
     accepted_at: float
+
+
+@dataclass(frozen=True)
+class SegmentEntry:
+    block_hash: bytes
+    parent_block: bytes
+    segment: bytes
+    weights_hash: bytes
+    new_weights_hash: bytes
 
 
 class Journal:
@@ -61,10 +85,42 @@ class Journal:
                  verify_seconds),
             )
 
-    def mark_attested(self, block_hash: bytes, tx_hash: str, gas_used: int | None) -> None:
+    def mark_attested(self, block_hash: bytes, tx_hash: str, gas_used: int | None, link: bytes) -> None:
         with self._lock:
             self._db.execute("UPDATE blocks SET status='attested', tx_hash=?, gas_used=? WHERE hash=?",
                              (tx_hash, gas_used, block_hash))
+            self._db.execute("INSERT OR REPLACE INTO links VALUES (?,?)", (link, block_hash))
+
+    def get_by_link(self, link: bytes) -> JournalEntry | None:
+        """The attested block whose link is `link` (what its child names as parent)."""
+        with self._lock:
+            row = self._db.execute("SELECT hash FROM links WHERE link=?", (link,)).fetchone()
+        return None if row is None else self.get(bytes(row[0]))
+
+    def get_link(self, block_hash: bytes) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT link FROM links WHERE hash=?", (block_hash,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def record_segment(self, block_hash: bytes, parent_block: bytes, segment: bytes, w: bytes, w_new: bytes) -> None:
+        """Before record_pending: a block is never pending without the segment that rebuilds its W."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO segments VALUES (?,?,?,?,?)",
+                             (block_hash, parent_block, segment, w, w_new))
+
+    def get_segment(self, block_hash: bytes) -> SegmentEntry | None:
+        with self._lock:
+            row = self._db.execute("SELECT hash, parent_block, segment, w, w_new FROM segments WHERE hash=?",
+                                   (block_hash,)).fetchone()
+        return None if row is None else SegmentEntry(*(bytes(v) for v in row))
+
+    def find_segment_by_model(self, weights_hash: bytes) -> tuple[SegmentEntry, bool] | None:
+        """The block whose W (False) or W' (True) is `weights_hash`."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT hash, parent_block, segment, w, w_new, w_new=? FROM segments WHERE w_new=? OR w=? LIMIT 1",
+                (weights_hash, weights_hash, weights_hash)).fetchone()
+        return None if row is None else (SegmentEntry(*(bytes(v) for v in row[:5])), bool(row[5]))
 
     def mark_orphaned(self, block_hash: bytes) -> None:
         with self._lock:

@@ -18,15 +18,17 @@ from pol.reasons import Refused, ServiceReason
 from pol.wire import decode_state
 from pol_chain.client import ChainClient, TipInfo
 from pol_chain.deploy import Deployment
+from pol_core.chainbound import SegmentProof, TipContext, compute_chain_bound_verdict
 from pol_core.header import Header, compute_header_hash
 from pol_core.keccak import keccak256
 from pol_core.portable import check_cpu_dispatch
 from pol_core.rules import process_chain_position
 from pol_core.rulesets import RuleSet
+from pol_core.segment import compute_segment_root
 from pol_core.step import enable_deterministic_mode
 from pol_core.tasks import Task
 from pol_core.evaluation import KnownCount
-from pol_core.types import ConsensusError, Difficulty, Hash32
+from pol_core.types import ConsensusError, Difficulty, Hash32, Timestamp, WrongRules
 from pol_core.verify import Proof, Verdict, compute_verdict, process_proof_shape
 from pol_core.weights import compute_state_nbytes
 
@@ -36,6 +38,7 @@ from .evaluation import Backend, EvaluationError
 from .evaluation.serial import InProcessEvaluator
 from .journal import Journal, JournalEntry, ModelStore
 from .metrics import Metrics
+from .replay import ReplayStore
 
 log = logging.getLogger("pol.verifier")
 
@@ -45,19 +48,16 @@ class SetupError(Exception):
     deployed for)."""
 
 
-def process_rules_supported(deployment: Deployment) -> None:
-    """Raise SetupError unless the deployment's rule set is one this service verifies."""
-    # The node applies the paper verdict only; chain-bound verification is wired in by issue 10 part B.
-    if deployment.genesis.rules is not RuleSet.PAPER:
-        raise SetupError(f"the deployment uses {deployment.genesis.rules.value} rules; this verifier implements "
-                         f"the paper rules only")
+AnyProof = Proof | SegmentProof
 
 
 @dataclass(frozen=True)
 class TipState:
+    link: Hash32  # what the next header names as parent and R's seed (paper rules: block_hash)
     block_hash: Hash32
     header: Header
     difficulty: Difficulty
+    time: Timestamp  # the tip's inclusion time; redraws open from it
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,10 @@ class TipView:
     """What the service reports about its tip (pol.v1.Tip)."""
 
     block_hash: Hash32
+    link: Hash32
+    rules: RuleSet
+    time: int
+    redraw_after: int
     height: int
     difficulty: int
     model_hash: Hash32
@@ -86,10 +90,18 @@ class Accepted:
     verify_seconds: float
 
 
-def compute_proof_id(proof: Proof) -> bytes:
+def compute_proof_id(proof: AnyProof) -> bytes:
     """Identifies a submission before any recomputation, to refuse duplicates cheaply."""
-    body = proof.parent_hash + proof.height.to_bytes(8, "big") + proof.weights_hash + bytes(proof.miner)
+    if isinstance(proof, SegmentProof):
+        body = (proof.parent + proof.height.to_bytes(8, "big") + compute_segment_root(proof.segment)
+                + int(proof.redraw).to_bytes(4, "big") + bytes(proof.miner))
+    else:
+        body = proof.parent_hash + proof.height.to_bytes(8, "big") + proof.weights_hash + bytes(proof.miner)
     return keccak256(body + b"".join(int(i).to_bytes(4, "big") for i in proof.indices))
+
+
+def get_parent_link(proof: AnyProof) -> Hash32:
+    return proof.parent if isinstance(proof, SegmentProof) else proof.parent_hash
 
 
 class VerifierNode:
@@ -100,8 +112,6 @@ class VerifierNode:
         # kernels (pol_core.portable; the entry point pins before the task loads), deterministic mode.
         log.info("dispatch: %s", check_cpu_dispatch().describe())
         enable_deterministic_mode()
-        # This service applies the paper verdict; chain-bound verification is wired in by issue 10 part B.
-        process_rules_supported(deployment)
         # The contract pins one task; verifying another would attest blocks no one can re-verify.
         if task.spec_hash != deployment.genesis.task_spec_hash:
             raise SetupError(f"task {task.name} has spec hash 0x{task.spec_hash.hex()}, but the contract was "
@@ -120,14 +130,17 @@ class VerifierNode:
         self.state_nbytes = compute_state_nbytes(task.genesis_state)
         self.models.put(task.genesis_state, task.genesis_hash)
         self.genesis_header = deployment.genesis.header()
+        self.rules = deployment.genesis.rules
+        # Chain-bound: W is replayed, so the store keeps segments and checkpoints and rebuilds the rest.
+        self.replay = (ReplayStore(task, journal, models, compute_header_hash(self.genesis_header), self.cfg.checkpoint_every)
+                       if self.rules is RuleSet.CHAIN_BOUND else None)
         self._lock = threading.Lock()  # guards the accept step
         self._tip_changed = threading.Condition()
         self._stopped = threading.Event()
         self._verify_slots = threading.BoundedSemaphore(self.cfg.max_concurrent_verifications)
         self._inflight: dict[str, int] = {}
         self._inflight_lock = threading.Lock()
-        t = chain.get_tip()
-        self.tip = TipState(t.link, self._header_for(t.link), Difficulty(t.difficulty))  # paper rules: link = block hash
+        self.tip = self._tip_state(chain.get_tip())
         self.attester = Attester(chain, journal, metrics, deployment.deploy_block, self._after_attest_pass,
                                  self.cfg.chain_retry_max_s, self.cfg.fault_pause, self.cfg.fault_pause_s)
 
@@ -153,21 +166,26 @@ class VerifierNode:
 
     # ── tip ──
 
-    def _header_for(self, block_hash: bytes) -> Header:
-        if block_hash == compute_header_hash(self.genesis_header):
+    def _tip_state(self, t: TipInfo) -> TipState:
+        header = self._header_for(t.link, t.height)
+        return TipState(t.link, compute_header_hash(header), header, Difficulty(t.difficulty), t.time)
+
+    def _header_for(self, link: bytes, height: int) -> Header:
+        """The header of the block whose link is `link` (its hash under paper rules)."""
+        if height == 0:
             return self.genesis_header
-        entry = self.journal.get(block_hash)
+        entry = self.journal.get_by_link(link)
         if entry is not None:
             return entry.header
         # Attested by someone else: rebuild it from the contract's events.
-        rec = self.chain.find_transaction(block_hash, self.deployment.deploy_block)
+        rec = self.chain.find_by_link(link, self.deployment.deploy_block)
         if rec is None:
-            raise RuntimeError(f"tip 0x{block_hash.hex()} is on chain but not in its events")
+            raise RuntimeError(f"tip 0x{link.hex()} is on chain but not in its events")
         return rec.header
 
     def _after_attest_pass(self, chain_tip: TipInfo | None) -> None:
-        if chain_tip is not None and (chain_tip.link != self.tip.block_hash or chain_tip.difficulty != self.tip.difficulty):
-            tip = TipState(chain_tip.link, self._header_for(chain_tip.link), Difficulty(chain_tip.difficulty))
+        if chain_tip is not None and (chain_tip.link != self.tip.link or chain_tip.difficulty != self.tip.difficulty):
+            tip = self._tip_state(chain_tip)
             self.metrics.tip_height.set(tip.header.height)
             with self._tip_changed:
                 self.tip = tip
@@ -188,7 +206,9 @@ class VerifierNode:
     def tip_view(self) -> TipView:
         t = self.tip
         return TipView(
-            block_hash=t.block_hash, height=t.header.height, difficulty=t.difficulty,
+            block_hash=t.block_hash, link=t.link, rules=self.rules, time=t.time,
+            redraw_after=self.deployment.genesis.redraw_after if self.rules is RuleSet.CHAIN_BOUND else 0,
+            height=t.header.height, difficulty=t.difficulty,
             model_hash=t.header.new_weights_hash, correct=t.header.correct_after, task=self.task.name,
             task_spec_hash=self.task.spec_hash, num_params=self.task.num_params, degraded=self.is_degraded(),
             pending_attestations=self.pending_count(), contract_address=self.deployment.address,
@@ -207,7 +227,15 @@ class VerifierNode:
         return None if height is None else self.journal.get_by_height(height)
 
     def get_model_bytes(self, weights_hash: bytes) -> bytes | None:
-        return self.models.get_bytes(weights_hash)
+        return self.replay.get_bytes(weights_hash) if self.replay else self.models.get_bytes(weights_hash)
+
+    def get_segment(self, block_hash: bytes) -> bytes | None:
+        """The encoded segment of an accepted chain-bound block (None under paper rules)."""
+        return self.replay.get_segment(block_hash) if self.replay else None
+
+    def get_link(self, block_hash: bytes) -> bytes | None:
+        """What the block's child names as parent, once it is attested."""
+        return self.journal.get_link(block_hash)
 
     def decode_weights(self, blob: bytes) -> dict[str, torch.Tensor]:
         return decode_state(blob, self.state_order)
@@ -236,17 +264,17 @@ class VerifierNode:
             if self._inflight[client] <= 0:
                 del self._inflight[client]
 
-    def process_position(self, proof: Proof) -> TipState:
+    def process_position(self, proof: AnyProof) -> TipState:
         tip = self.tip
         pending = self.journal.pending()
         # While a block waits for its receipt, the next difficulty is not known yet.
         if pending:
             raise Refused(ServiceReason.ATTESTATION_PENDING,
                           f"block {pending[0].header.height} awaits attestation; retry shortly")
-        process_chain_position(tip.block_hash, tip.header.height, proof.parent_hash, proof.height)
+        process_chain_position(tip.link, tip.header.height, get_parent_link(proof), proof.height)
         return tip
 
-    def submit(self, proof: Proof, client: str = "anonymous") -> Accepted:
+    def submit(self, proof: AnyProof, client: str = "anonymous") -> Accepted:
         """Verify and accept `proof`, then wait (bounded) for its attestation."""
         self.metrics.received.inc()
         try:
@@ -258,9 +286,10 @@ class VerifierNode:
         self.metrics.accepted.inc()
         return accepted
 
-    def _submit(self, proof: Proof, client: str) -> Accepted:
+    def _submit(self, proof: AnyProof, client: str) -> Accepted:
         t0 = time.perf_counter()
-        process_proof_shape(self.task, proof)
+        if isinstance(proof, Proof):
+            process_proof_shape(self.task, proof)
         self.metrics.phase.labels("shape").observe(time.perf_counter() - t0)
         proof_id = compute_proof_id(proof)
         # The same proof twice is answered without recomputing it.
@@ -272,11 +301,8 @@ class VerifierNode:
             with self._verify_slots:
                 # The tip may have moved while this proof waited for a slot.
                 tip = self.process_position(proof)
-                # The tip's W' and its count are canonical (attested), so W = W' needs no evaluation.
-                known = KnownCount(tip.header.new_weights_hash, tip.header.correct_after)
                 try:
-                    verdict = compute_verdict(self.task, tip.header, tip.block_hash, tip.difficulty, proof,
-                                              evaluator=self.evaluator, known_before=known)
+                    verdict = self._verdict(tip, proof)
                 except EvaluationError as e:
                     # The proof may be valid: the verifier failed, so the miner should retry.
                     raise Refused(ServiceReason.EVALUATION_FAILED, str(e)) from e
@@ -291,8 +317,7 @@ class VerifierNode:
                 raise Refused(ServiceReason.DUPLICATE, f"block 0x{verdict.block_hash.hex()} already accepted")
             # Exactly one block per height: whoever reaches this lock second is stale.
             self.process_position(proof)
-            self.models.put(proof.state, proof.weights_hash)
-            self.models.put(verdict.new_state, verdict.header.new_weights_hash)
+            self._store_models(tip, proof, verdict)
             self.journal.record_pending(verdict.block_hash, proof_id, verdict.header, verify_seconds)
             self.metrics.journal_depth.set(self.pending_count())
         log.info("accepted", extra={"height": verdict.header.height, "block": verdict.block_hash.hex(),
@@ -301,12 +326,47 @@ class VerifierNode:
         entry = self._wait_attested(verdict.block_hash, self.cfg.receipt_wait_s)
         return Accepted(verdict, entry.tx_hash if entry else None, entry.gas_used if entry else None, verify_seconds)
 
+    def _verdict(self, tip: TipState, proof: AnyProof) -> Verdict:
+        """The deployment's verdict. A proof for the other rule set is refused by pol_core (WRONG_RULES)."""
+        if isinstance(proof, Proof):
+            # The tip's W' and its count are canonical (attested), so W = W' needs no evaluation.
+            known = KnownCount(tip.header.new_weights_hash, tip.header.correct_after)
+            return compute_verdict(self.task, tip.header, tip.link, tip.difficulty, proof,
+                                   evaluator=self.evaluator, known_before=known)
+        # A segment proof names no W: under paper rules there is nothing to verify it against.
+        if self.replay is None:
+            raise WrongRules("this deployment uses the paper rules: a proof carries W, not a segment")
+        parent_state = self.replay.get_state(tip.header.new_weights_hash)
+        if parent_state is None:
+            raise Refused(ServiceReason.UNKNOWN_MODEL, f"this verifier cannot rebuild the tip's W' "
+                          f"0x{tip.header.new_weights_hash.hex()} (attested by another verifier?)")
+        return compute_chain_bound_verdict(self.task, self._context(tip, proof), parent_state, proof,
+                                           evaluator=self.evaluator)
+
+    def _context(self, tip: TipState, proof: SegmentProof) -> TipContext:
+        # The chain's clock matters only for a redraw; j = 0 costs no extra chain call.
+        chain_time = Timestamp(self.chain.get_timestamp()) if proof.redraw > 0 else tip.time
+        return TipContext(tip.header, tip.link, tip.difficulty, tip.time, chain_time,
+                          self.deployment.genesis.redraw_after)
+
+    def _store_models(self, tip: TipState, proof: AnyProof, verdict: Verdict) -> None:
+        """Paper rules: W and W' in full. Chain-bound: the segment, and W' at checkpoint heights."""
+        h = verdict.header
+        if isinstance(proof, SegmentProof) and self.replay is not None and verdict.state is not None:
+            self.replay.record(verdict.block_hash, tip.block_hash, h.height, proof.segment, verdict.state,
+                               h.weights_hash, verdict.new_state, h.new_weights_hash)
+            return
+        if isinstance(proof, Proof):
+            self.models.put(proof.state, proof.weights_hash)
+        self.models.put(verdict.new_state, h.new_weights_hash)
+
     def _wait_attested(self, block_hash: bytes, timeout: float) -> JournalEntry | None:
         deadline = time.monotonic() + timeout
         with self._tip_changed:
             while True:
                 entry = self.journal.get(block_hash)
-                if entry is not None and entry.status == "attested":
+                # Attested, and the node's tip has moved to it: the caller's next GetTip shows its block.
+                if entry is not None and entry.status == "attested" and self.tip.header.height >= entry.header.height:
                     return entry
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stopped.is_set():

@@ -17,11 +17,23 @@ from pol import status
 from pol.reasons import AnyReason, Refused, ServiceReason
 from pol.v1 import verifier_pb2 as pb
 from pol.v1 import verifier_pb2_grpc as pb_grpc
-from pol.wire import CHUNK_SIZE, MalformedWeights, iter_chunks
-from pol_core.types import Address, ConsensusError, Hash32, Height, InvalidHash, SampleIndex, UnknownTask
+from pol.wire import CHUNK_SIZE, MalformedWeights, decode_segment, iter_chunks
+from pol_core.chainbound import SegmentProof
+from pol_core.rulesets import RuleSet
+from pol_core.types import (
+    Address,
+    ConsensusError,
+    Hash32,
+    Height,
+    InvalidHash,
+    RedrawIndex,
+    SampleIndex,
+    UnknownTask,
+    WrongRules,
+)
 from pol_core.verify import Proof
 
-from .node import VerifierNode
+from .node import AnyProof, VerifierNode
 
 log = logging.getLogger("pol.verifier")
 
@@ -63,18 +75,24 @@ def rejects(fn: F) -> F:
     return unary  # type: ignore[return-value]
 
 
-def read_proof(node: VerifierNode, requests: Iterator[pb.SubmitProofRequest]) -> tuple[Proof, pb.ProofHeader]:
-    """Translate the request stream into a domain Proof, enforcing the size cap while reading."""
+def read_proof(node: VerifierNode, requests: Iterator[pb.SubmitProofRequest]) -> tuple[AnyProof, pb.ProofHeader]:
+    """Translate the request stream into a domain proof of the deployment's rule set: (P, W) under the
+    paper rules, (segment, P, j) under chain-bound rules. The size cap is enforced while reading."""
     first = next(requests, None)
     if first is None or not first.HasField("header"):
         raise Refused(ServiceReason.MISSING_HEADER, "the first message must be a ProofHeader")
     h = first.header
     if h.task != node.task_name:
         raise UnknownTask(f"task {h.task!r} is not served here (this verifier runs {node.task_name!r})")
-    if len(h.parent_hash) != 32 or len(h.weights_hash) != 32:
-        raise InvalidHash("parent_hash and weights_hash must be 32 bytes")
     if len(h.miner) != 20:
         raise Refused(ServiceReason.INVALID_MINER, f"miner must be a 20-byte address, got {len(h.miner)} bytes")
+    if node.rules is RuleSet.CHAIN_BOUND:
+        return read_segment_proof(h, requests), h
+    # A segment or a redraw index means a miner running the chain-bound rules against a paper chain.
+    if h.segment or h.redraw:
+        raise WrongRules("this deployment uses the paper rules: send W, not a segment or a redraw index")
+    if len(h.parent_hash) != 32 or len(h.weights_hash) != 32:
+        raise InvalidHash("parent_hash and weights_hash must be 32 bytes")
     cap = node.max_weights_bytes()
     if h.weights_size > cap:
         raise Refused(ServiceReason.TOO_LARGE, f"weights_size {h.weights_size} exceeds the cap of {cap} bytes")
@@ -101,6 +119,23 @@ def read_proof(node: VerifierNode, requests: Iterator[pb.SubmitProofRequest]) ->
         miner=Address(bytes(h.miner)),
     )
     return proof, h
+
+
+def read_segment_proof(h: pb.ProofHeader, requests: Iterator[pb.SubmitProofRequest]) -> SegmentProof:
+    """The header is the whole chain-bound proof: W is replayed by the verifier, never received."""
+    # Weights mean a miner running the paper rules: under chain-bound rules W is not a claim.
+    if h.weights_hash or h.weights_size or next(requests, None) is not None:
+        raise WrongRules("this deployment uses the chain-bound rules: W is replayed from the segment; send no weights")
+    if len(h.parent_hash) != 32:
+        raise InvalidHash("parent_hash must be 32 bytes")
+    return SegmentProof(
+        parent=Hash32(bytes(h.parent_hash)),
+        height=Height(h.height),
+        segment=decode_segment(bytes(h.segment)),
+        indices=tuple(SampleIndex(i) for i in h.indices),
+        redraw=RedrawIndex(h.redraw),
+        miner=Address(bytes(h.miner)),
+    )
 
 
 def client_id(context: grpc.ServicerContext) -> str:
@@ -136,7 +171,7 @@ class VerifierServicer(pb_grpc.VerifierServicer):
             block_hash=t.block_hash, height=t.height, difficulty=t.difficulty, model_hash=t.model_hash,
             correct=t.correct, task=t.task, task_spec_hash=t.task_spec_hash, num_params=t.num_params,
             degraded=t.degraded, pending_attestations=t.pending_attestations, contract_address=t.contract_address,
-            chain_id=t.chain_id,
+            chain_id=t.chain_id, link=t.link, rules=t.rules.value, time=t.time, redraw_after=t.redraw_after,
         )
 
     @rejects
@@ -179,7 +214,8 @@ class VerifierServicer(pb_grpc.VerifierServicer):
             weights_hash=h.weights_hash, new_weights_hash=h.new_weights_hash, indices=list(h.indices),
             correct_before=h.correct_before, correct_after=h.correct_after, difficulty=h.difficulty, miner=h.miner,
             tx_hash=entry.tx_hash or "", attested=entry.status == "attested", accepted_at=entry.accepted_at,
-            gas_used=entry.gas_used or 0,
+            gas_used=entry.gas_used or 0, segment=self.node.get_segment(entry.block_hash) or b"",
+            segment_root=h.segment_root, redraw=h.redraw, link=self.node.get_link(entry.block_hash) or b"",
         )
 
 

@@ -20,7 +20,7 @@ from pol_core.tasks import Task
 from pol_core.types import Address, Difficulty, Requirement
 from pol_core.verify import Proof
 
-from .scenario import Scenario, State, count, find_step, make_scenario, meets, sorted_batch, with_randao
+from .scenario import Scenario, State, count, find_step, make_scenario, meets, sorted_batch, train, with_randao
 
 LAYER, FEATURES_PER_CHANNEL = "4", 16  # digits-cnn: BatchNorm2d(16) after the second conv; 4x4 pooled features
 
@@ -85,11 +85,15 @@ def least_harmful_channel(task: Task, state: State, floor: int) -> int:
     return c
 
 
-def dead_channel_block_paper(sc: Scenario, gen: torch.Generator, max_tries: int = 5000) -> DeadWeightAttack:
+def dead_channel_block_paper(sc: Scenario, gen: torch.Generator, max_tries: int = 5000,
+                             warm_steps: int = 0) -> DeadWeightAttack:
+    """`warm_steps`: W is free under the paper rules, so the attacker may first train the parent's W' a few
+    steps it never shows (64 samples each), for a model a single step can still improve."""
     tol = sc.paper.config.sabotage_tolerance
-    channel = least_harmful_channel(sc.paper, sc.parent_state, sc.parent_correct - tol)
+    base = train(sc.paper, sc.parent_state, [sorted_batch(gen, sc.paper.train_size, 64) for _ in range(warm_steps)])
+    channel = least_harmful_channel(sc.paper, base, sc.parent_correct - tol)
     dead = dead_weights(sc.paper, channel)
-    w = kill_channel(sc.parent_state, channel)
+    w = kill_channel(base, channel)
     p, _, _ = find_step(sc.paper, w, sc.paper_requirements(), gen, lambda b, a: a > b and b + tol >= sc.parent_correct)
     verdict = sc.paper_verdict(sc.paper_proof(w, p))
     for n in range(1, max_tries + 1):
