@@ -52,6 +52,12 @@ STATUS: Mapping[AnyReason, grpc.StatusCode] = {
     ServiceReason.DUPLICATE: _S.ALREADY_EXISTS,
     ServiceReason.UNKNOWN_MODEL: _S.NOT_FOUND,
     ServiceReason.UNKNOWN_BLOCK: _S.NOT_FOUND,
+    ServiceReason.BUSY: _S.RESOURCE_EXHAUSTED,
+    ServiceReason.UPLOAD_TIMEOUT: _S.DEADLINE_EXCEEDED,
+    ServiceReason.DEGRADED: _S.UNAVAILABLE,
+    ServiceReason.DISK_FULL: _S.RESOURCE_EXHAUSTED,
+    ServiceReason.UNDECODABLE: _S.INVALID_ARGUMENT,
+    ServiceReason.INVALID_HEIGHT: _S.INVALID_ARGUMENT,
     ServiceReason.INTERNAL: _S.INTERNAL,
 }
 
