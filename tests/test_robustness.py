@@ -178,6 +178,9 @@ def test_malformed_requests_get_invalid_argument_or_not_found(service):
         with pytest.raises(grpc.RpcError) as e:
             raw(b"\xff\xff\xff", timeout=10)  # not a GetBlockRequest
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "UNDECODABLE" in e.value.details()
+        from pol.status import error_info_of
+
+        assert error_info_of(e.value) == ("UNDECODABLE", "pol.v1")  # the standard google.rpc details
         with VerifierClient(target) as client:
             with pytest.raises(Rejected) as r:
                 client.get_block(height=2**64 - 1)

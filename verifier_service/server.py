@@ -63,8 +63,8 @@ def _refusal(e: Exception) -> tuple[AnyReason, str]:
 
 
 async def abort(context: grpc.aio.ServicerContext, reason: AnyReason, message: str) -> None:
-    context.set_trailing_metadata(((status.REASON_KEY, reason.value),))
-    await context.abort(status.status_for(reason), f"{reason.value}: {message}")
+    text = f"{reason.value}: {message}"
+    await context.abort(status.status_for(reason), text, trailing_metadata=status.error_metadata(reason, text))
 
 
 def rejects(fn: F) -> F:
