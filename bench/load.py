@@ -82,9 +82,13 @@ def missing_indices(task, tip: pb.Tip) -> tuple[int, ...]:
 
 # ── the sampler process: GetTip every 20 ms, and the honest proof ──
 
-def sampler(target: str, seconds: float, honest_at: float, honest: tuple[bytes, bytes], out: mp.Queue) -> None:
+def sampler(target: str, seconds: float, honest_at: float, honest: tuple[bytes, bytes], out: mp.Queue,
+            ready: "mp.synchronize.Event", go: "mp.synchronize.Event") -> None:
     channel = grpc.insecure_channel(target, options=LOCAL)
     stub = pb_grpc.VerifierStub(channel)
+    stub.GetTip(pb.GetTipRequest(), timeout=30)  # connected before the clock starts
+    ready.set()
+    go.wait()
     header = pb.ProofHeader.FromString(honest[0])
     lat: list[float] = []
     honest_s: float | None = None
@@ -189,7 +193,8 @@ def one_run(args: argparse.Namespace, task, workdir: Path) -> dict:
         dep.save(workdir / "d.json")
         log = open(workdir / "verifier.log", "w")
         proc = spawn([sys.executable, "-m", "pol_cli.main", "verifier", "serve", "--deployment", str(workdir / "d.json"),
-                      "--data-root", str(workdir / "v"), "--listen", "127.0.0.1:0", "--log-level", "WARNING"],
+                      "--data-root", str(workdir / "v"), "--listen", "127.0.0.1:0", "--log-level", "WARNING",
+                      *(["--config", args.config] if args.config else [])],
                      stdout=subprocess.PIPE, stderr=log, text=True)
         try:
             line = ""
@@ -208,12 +213,16 @@ def one_run(args: argparse.Namespace, task, workdir: Path) -> dict:
             bad = make_header(task, tip, task.genesis_state, missing_indices(task, tip), b"\x0b" * 20)
             rss0 = rss_mb(proc.pid)
             load0 = os.getloadavg()[0]
-            q: mp.Queue = mp.get_context("spawn").Queue()
-            sp = mp.get_context("spawn").Process(target=sampler, args=(
-                target, args.seconds, args.seconds / 2, (honest[0].SerializeToString(), honest[1]), q))
+            ctx = mp.get_context("spawn")
+            q: mp.Queue = ctx.Queue()
+            ready, go = ctx.Event(), ctx.Event()
+            sp = ctx.Process(target=sampler, args=(
+                target, args.seconds, args.seconds / 2, (honest[0].SerializeToString(), honest[1]), q, ready, go))
+            sp.start()
+            ready.wait(120)
             counts: dict[str, int] = {"tips": 0, "watch_errors": 0, "bad_accepted": 0}
             t0 = time.monotonic()
-            sp.start()
+            go.set()
             asyncio.run(load(target, args.watchers, args.bad_clients, bad, args.seconds, counts))
             elapsed = time.monotonic() - t0
             res = q.get(timeout=120)
@@ -239,6 +248,7 @@ def main() -> None:
     ap.add_argument("--bad-clients", type=int, default=128)
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--config", help="a verifier TOML ([verifier] table) to run the service with")
     args = ap.parse_args()
     from pol_core.step import enable_deterministic_mode
     from pol_core.tasks import load_task
@@ -255,6 +265,7 @@ def main() -> None:
            for k in ("getTip_p50_ms", "getTip_p99_ms", "honest_s", "bad_verified_per_s", "rss_growth_mb",
                      "loadavg_1m_after") if any(r[k] is not None for r in runs)}
     print(json.dumps({"median_of_runs": args.runs, "watchers": args.watchers, "bad_clients": args.bad_clients,
+                      "config": args.config,
                       "seconds": args.seconds, **{k: round(v, 2) for k, v in med.items()}}))
 
 

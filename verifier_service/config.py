@@ -26,6 +26,7 @@ class VerifierConfig:
     max_inflight_per_client: int = 2  # proofs one client id may have in flight, within its connection's share
     max_inflight_per_connection: int = 4  # proofs one connection (peer address) may have in flight
     max_uploads: int = 64  # proof uploads the service holds at once; more get RESOURCE_EXHAUSTED (BUSY)
+    max_queued_verifications: int = 16  # uploaded proofs waiting for or in verification; more get BUSY
     max_watchers: int = 4096  # WatchTip streams at once
     max_streams_per_connection: int = 256
     upload_idle_s: float = 10.0  # an upload that sends nothing for this long is ended

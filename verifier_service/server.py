@@ -15,6 +15,7 @@ import inspect
 import logging
 import signal
 import sqlite3
+import sys
 import threading
 from concurrent import futures
 from dataclasses import dataclass
@@ -176,30 +177,42 @@ class TipBroadcast:
         self.error: Exception | None = None  # the last attempt to read the tip failed
         self.version = 0
         self._cond = asyncio.Condition()
-        self._pool = futures.ThreadPoolExecutor(1, thread_name_prefix="tip")
+        self._pool = futures.ThreadPoolExecutor(1, thread_name_prefix="tip")  # waits on the node's tip
+        self._read = futures.ThreadPoolExecutor(1, thread_name_prefix="tip-read")
+        self._key: tuple[bytes, bool, int] | None = None
         self._serving: bool | None = None
         self.closed = False
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        seen: tuple[bytes, bool, int] | None = None
         while not self.closed:
             try:
-                msg = await loop.run_in_executor(self._pool, tip_message, self.node)
+                msg = await self.publish()
             except Exception as e:  # noqa: BLE001 - handed to the watchers, whose calls map it to a status
                 async with self._cond:
                     self.error, self.version = e, self.version + 1
                     self._cond.notify_all()
                 await asyncio.sleep(self.poll_s)
                 continue
-            key = (bytes(msg.block_hash), msg.degraded, msg.pending_attestations)
-            if key != seen or self.error is not None:
-                seen = key
-                async with self._cond:
-                    self.latest, self.error, self.version = msg, None, self.version + 1
-                    self._cond.notify_all()
             await self._set_health(not msg.degraded)
             await loop.run_in_executor(self._pool, self.node.wait_tip_change, msg.block_hash, self.poll_s)
+
+    async def publish_until(self, block_hash: bytes | None, timeout: float = 2.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (await self.publish()).block_hash != block_hash and block_hash is not None:
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(0.01)
+
+    async def publish(self) -> pb.Tip:
+        """Read the node's tip now; wake the watchers when it differs from the last one published."""
+        msg = await asyncio.get_running_loop().run_in_executor(self._read, tip_message, self.node)
+        key = (bytes(msg.block_hash), msg.degraded, msg.pending_attestations)
+        async with self._cond:
+            if self.latest is None or key != self._key or self.error is not None:
+                self.latest, self._key, self.error, self.version = msg, key, None, self.version + 1
+                self._cond.notify_all()
+        return msg
 
     async def _set_health(self, serving: bool) -> None:
         if serving == self._serving:
@@ -221,6 +234,7 @@ class TipBroadcast:
         async with self._cond:
             self._cond.notify_all()
         self._pool.shutdown(wait=False)
+        self._read.shutdown(wait=False)
 
 
 class VerifierServicer(pb_grpc.VerifierServicer):
@@ -233,6 +247,8 @@ class VerifierServicer(pb_grpc.VerifierServicer):
         # One thread per admitted upload at most: a verification never waits for a thread.
         self.verify_pool = futures.ThreadPoolExecutor(cfg.max_uploads, thread_name_prefix="verify")
         self.read_pool = futures.ThreadPoolExecutor(4, thread_name_prefix="read")
+        self.verifying = asyncio.Semaphore(cfg.max_concurrent_verifications)
+        self.queued = 0  # proofs uploaded and waiting for, or in, verification
         self.watchers = 0
 
     async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
@@ -309,15 +325,38 @@ class VerifierServicer(pb_grpc.VerifierServicer):
         if problems:
             raise Refused(ServiceReason.DEGRADED, "; ".join(problems))
         h, ticket, blob = await self._read_upload(request_iterator.__aiter__(), context)
+        # The queue before the verification slots bounds an honest proof's wait; past it, retry.
+        if self.queued >= self.cfg.max_queued_verifications:
+            self.admission.release(ticket)
+            raise Refused(ServiceReason.BUSY, f"{self.queued} proofs already wait for verification; retry shortly")
+        self.queued += 1
+        try:
+            # Admitted uploads wait here, on the loop, not on threads: a few verifications run Python
+            # at once, so the loop (reads, health, watchers) is not starved of the interpreter.
+            await self.verifying.acquire()
+        except BaseException:
+            self.queued -= 1
+            self.admission.release(ticket)
+            raise
         fut = asyncio.get_running_loop().run_in_executor(self.verify_pool, self._verify, h, blob, ticket)
-        # The ticket is held until the verification ends, even when the client gives up first.
-        fut.add_done_callback(lambda _: self.admission.release(ticket))
-        return await fut
+
+        def done(_: Any) -> None:  # held until the verification ends, even when the client gives up first
+            self.queued -= 1
+            self.verifying.release()
+            self.admission.release(ticket)
+
+        fut.add_done_callback(done)
+        resp = await fut
+        # Whoever hears of this block from us reads it in GetTip next: the receipt can be seen a moment
+        # before the node moves its tip, so wait (briefly) for the tip to be the block.
+        await self.tips.publish_until(bytes(resp.block_hash) if resp.attested else None)
+        return resp
 
     @rejects
     async def GetTip(self, request: Any, context: grpc.aio.ServicerContext) -> pb.Tip:
         decoded(request)
-        return tip_message(self.node)
+        # The broadcast's message: no database read and no thread hop per call.
+        return self.tips.latest or await self.tips.publish()
 
     @rejects
     async def WatchTip(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Tip]:
@@ -326,8 +365,10 @@ class VerifierServicer(pb_grpc.VerifierServicer):
             raise Refused(ServiceReason.BUSY, f"{self.watchers} watchers already; use GetTip or retry later")
         self.watchers += 1
         try:
-            yield tip_message(self.node)
-            version = self.tips.version
+            if self.tips.latest is None:
+                await self.tips.publish()
+            first, version = self.tips.latest, self.tips.version  # read together: no change slips between
+            yield first
             while not self.tips.closed:
                 version, msg = await self.tips.next_after(version)
                 if msg is not None:
@@ -487,6 +528,9 @@ def create_server(node: VerifierNode, addr: str, chunk_size: int = CHUNK_SIZE,
 def serve(node: VerifierNode, addr: str, metrics_port: int | None = None, chunk_size: int = CHUNK_SIZE,
           ready: threading.Event | None = None) -> None:
     """Run until SIGTERM or SIGINT; the journal keeps whatever was accepted."""
+    # The loop thread asks for the interpreter after every network event; with verification threads
+    # running, a shorter switch interval bounds how long it waits (5 ms by default, per handoff).
+    sys.setswitchinterval(0.001)
     server, port = create_server(node, addr, chunk_size=chunk_size)
     node.start()
     server.start()
