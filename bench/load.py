@@ -35,6 +35,8 @@ import grpc
 import torch
 
 from pol.v1 import verifier_pb2 as pb
+from pol_core.tasks import Task
+from pol_core.types import Difficulty, Hash32
 from pol.v1 import verifier_pb2_grpc as pb_grpc
 from pol.wire import CHUNK_SIZE, encode_state, iter_chunks
 
@@ -54,7 +56,7 @@ def proof_messages(header: pb.ProofHeader, blob: bytes) -> list[pb.SubmitProofRe
                                                      for c in iter_chunks(blob, CHUNK_SIZE)]
 
 
-def make_header(task, tip: pb.Tip, state, indices, miner: bytes) -> tuple[pb.ProofHeader, bytes]:
+def make_header(task: Task, tip: pb.Tip, state, indices, miner: bytes) -> tuple[pb.ProofHeader, bytes]:
     from pol_core.weights import compute_weights_hash
 
     blob = encode_state(state)
@@ -63,19 +65,20 @@ def make_header(task, tip: pb.Tip, state, indices, miner: bytes) -> tuple[pb.Pro
                           weights_size=len(blob)), blob
 
 
-def missing_indices(task, tip: pb.Tip) -> tuple[int, ...]:
+def missing_indices(task: Task, tip: pb.Tip) -> tuple[int, ...]:
     """Indices whose step from genesis misses R: a proof that fails only after the update."""
     from pol_core.requirements import compute_requirements, is_requirements_met
     from pol_core.step import process_step
     from pol_core.weights import get_flat_params
 
-    reqs = compute_requirements(bytes(tip.block_hash), tip.difficulty, task.num_params)
+    reqs = compute_requirements(Hash32(bytes(tip.block_hash)), Difficulty(tip.difficulty), task.num_params)
     gen = torch.Generator().manual_seed(7)
     while True:
         idx = tuple(torch.randperm(task.train_size, generator=gen)[:task.config.batch_size].tolist())
         m = task.new_model()
         before = get_flat_params(m)
-        process_step(m, *task.batch(idx), task.config)
+        x, y = task.batch(idx)
+        process_step(m, x, y, task.config)
         if not is_requirements_met(before, get_flat_params(m), reqs):
             return idx
 
@@ -173,7 +176,7 @@ async def load(target: str, n_watchers: int, n_bad: int, bad: tuple[pb.ProofHead
         await ch.close()
 
 
-def one_run(args: argparse.Namespace, task, workdir: Path) -> dict:
+def one_run(args: argparse.Namespace, task: Task, workdir: Path) -> dict:
     from eth_account import Account
 
     from pol.genesis import Genesis
@@ -199,14 +202,14 @@ def one_run(args: argparse.Namespace, task, workdir: Path) -> dict:
         try:
             line = ""
             while "listening on port" not in line:
-                line = proc.stdout.readline()  # type: ignore[union-attr]
+                line = str(proc.stdout.readline())  # type: ignore[union-attr]
                 if not line and proc.poll() is not None:
                     raise RuntimeError(f"verifier did not start; see {workdir / 'verifier.log'}")
             target = f"127.0.0.1:{int(line.rsplit(' ', 1)[1])}"
             with grpc.insecure_channel(target) as ch:
                 tip = pb_grpc.VerifierStub(ch).GetTip(pb.GetTipRequest(), timeout=30)
             # The honest proof, mined before the load starts.
-            reqs = compute_requirements(bytes(tip.block_hash), tip.difficulty, task.num_params)
+            reqs = compute_requirements(Hash32(bytes(tip.block_hash)), Difficulty(tip.difficulty), task.num_params)
             found = mine_faithful(task, task.new_model(), reqs, torch.Generator().manual_seed(0), 20000)
             assert found is not None
             honest = make_header(task, tip, found.state, found.indices, b"\x0a" * 20)

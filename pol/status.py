@@ -3,7 +3,7 @@ status code, in the message, under the trailing-metadata key `pol-reason`, and a
 ErrorInfo in the standard status details (grpcio-status)."""
 from __future__ import annotations
 
-from typing import Mapping, NoReturn
+from typing import Any, Mapping, NoReturn
 
 import grpc
 
@@ -104,7 +104,8 @@ def error_info_of(err: grpc.RpcError) -> tuple[str, str] | None:
     from grpc_status import rpc_status
 
     status = rpc_status.from_call(err) if isinstance(err, grpc.Call) else None
-    for detail in status.details if status is not None else ():
+    details: list[Any] = list(status.details) if status is not None else []
+    for detail in details:
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info):
             return info.reason, info.domain

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from pol_chain.client import ChainClient, ChainError, ChainUnavailable, ContractReverted, StaleParent, TipInfo
+from pol_chain.client import (ChainClient, ChainError, ChainUnavailable, ContractReverted, RecordedBlock, StaleParent,
+                              TipInfo)
 
 from .journal import Journal
 from .metrics import Metrics
@@ -151,7 +152,7 @@ class Attester:
     def reconcile(self) -> None:
         """Rebuild the view of the chain from the contract's events: attested rows that left it are
         reorged; rows of any status that are on it are attested."""
-        canonical = {b.block_hash: b for b in self.chain.get_blocks(self.deploy_block)}
+        canonical: dict[bytes, RecordedBlock] = {b.block_hash: b for b in self.chain.get_blocks(self.deploy_block)}
         for e in self.journal.with_status("attested"):
             if e.block_hash not in canonical:
                 log.warning("block rolled back by the chain", extra={"height": e.header.height,

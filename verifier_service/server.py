@@ -368,7 +368,8 @@ class VerifierServicer(pb_grpc.VerifierServicer):
             if self.tips.latest is None:
                 await self.tips.publish()
             first, version = self.tips.latest, self.tips.version  # read together: no change slips between
-            yield first
+            if first is not None:
+                yield first
             while not self.tips.closed:
                 version, msg = await self.tips.next_after(version)
                 if msg is not None:
