@@ -247,8 +247,8 @@ def test_a_rollback_is_reconciled_and_the_blocks_re_attested(service, digits):
         assert client.get_tip().block_hash == r2.block_hash and not client.get_tip().degraded
 
 
-def test_a_rollback_below_a_foreign_fork_marks_rows_reorged(service, digits):
-    """After a rollback the verifier's rows of blocks no longer on chain stop being served."""
+def test_a_rollback_marks_rows_reorged_and_stops_serving_them(service, digits):
+    """After a rollback the blocks (and models) no longer on chain stop being served."""
     node, target = service
     chain = node.chain
     snap = chain.rpc("evm_snapshot")
@@ -262,6 +262,10 @@ def test_a_rollback_below_a_foreign_fork_marks_rows_reorged(service, digits):
         with pytest.raises(Rejected) as r:
             client.get_block(height=1)
         assert r.value.code == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(Rejected) as r:  # nor the model only that block named
+            client.get_model(r1.new_weights_hash, list(digits.genesis_state))
+        assert (r.value.code, r.value.reason) == (grpc.StatusCode.NOT_FOUND, ServiceReason.UNKNOWN_MODEL)
+        assert client.get_model(digits.genesis_hash, list(digits.genesis_state))  # genesis is always served
 
 
 def serve_cli(tmp_path: Path, deployment: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -305,3 +309,46 @@ def test_a_second_server_cannot_share_the_port(service, digits, tmp_path):
     node, target = service
     with pytest.raises(OSError, match="cannot listen"):
         create_server(node, target)
+
+
+def test_anvil_killed_and_restarted_from_its_state_file(digits, tmp_path):
+    """`--state` with `--state-interval`: a crashed anvil keeps the blocks dumped before the crash, and
+    the verifier re-sends the block the crash lost, so the chain ends where the journal says."""
+    from pol_chain import AnvilProcess
+
+    state = tmp_path / "anvil-state.json"
+    a = AnvilProcess(state_file=state).start()
+    port = a.port
+    try:
+        dep = deploy_fresh(a.url, digits, tmp_path / "d.json", **FIXED_K)
+        node = VerifierNode(task=digits, deployment=dep, chain=dep.client(KEY), journal=Journal(tmp_path / "v" / "j.sqlite"),
+                            models=ModelStore(tmp_path / "v" / "models"), metrics=Metrics(),
+                            cfg=VerifierConfig(receipt_wait_s=20, chain_retry_max_s=0.5, rpc_timeout_s=1))
+        server, gport = create_server(node, "127.0.0.1:0")
+        node.start()
+        server.start()
+        try:
+            with VerifierClient(f"127.0.0.1:{gport}") as client:
+                tip = client.get_tip()
+                r1 = submit_found(client, digits, tip, mine_on(digits, tip))
+                time.sleep(2.5)  # past a state dump: block 1 is on disk
+                model = client.get_model(r1.new_weights_hash, list(digits.genesis_state))
+                tip = client.get_tip()
+                r2 = submit_found(client, digits, tip, mine_on(digits, tip, state=model))
+                assert r1.attested and r2.attested
+                a.proc.kill()  # a crash, no clean exit: anvil writes nothing more
+                a.proc.wait()
+                a = AnvilProcess(port=port, state_file=state).start()
+                chain = dep.client()
+                assert chain.get_tip().height >= 1  # what was dumped survived the crash
+                deadline = time.monotonic() + 30
+                while chain.get_tip().height < 2 and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                blocks = chain.get_blocks(dep.deploy_block)
+                assert [b.block_hash for b in blocks[1:]] == [r1.block_hash, r2.block_hash]
+                assert client.get_block(height=2).block_hash == r2.block_hash
+        finally:
+            server.stop(0)
+            node.stop()
+    finally:
+        a.stop()

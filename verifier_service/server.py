@@ -382,11 +382,20 @@ class VerifierServicer(pb_grpc.VerifierServicer):
         request = decoded(request)
         if len(request.model_hash) != 32:
             raise InvalidHash("model_hash must be 32 bytes")
-        blob = await self._blocking(self.node.get_model_bytes, request.model_hash)
+        known = await self._blocking(self._is_canonical_model, bytes(request.model_hash))
+        blob = await self._blocking(self.node.get_model_bytes, request.model_hash) if known else None
         if blob is None:
             raise Refused(ServiceReason.UNKNOWN_MODEL, f"no model 0x{request.model_hash.hex()} in this store")
         for i, chunk in enumerate(iter_chunks(blob, self.chunk_size)):
             yield pb.ModelChunk(data=chunk, total_size=len(blob) if i == 0 else 0)
+
+    def _is_canonical_model(self, model_hash: bytes) -> bool:
+        """Genesis, or W or W' of a block on the chain (or waiting for its receipt): never a model only
+        a rolled-back block named."""
+        if model_hash == self.node.task.genesis_hash:
+            return True
+        return any(model_hash in (e.header.weights_hash, e.header.new_weights_hash)
+                   for e in self.node.journal.with_status("attested", "pending"))
 
     @rejects
     async def GetBlock(self, request: Any, context: grpc.aio.ServicerContext) -> pb.Block:
