@@ -51,6 +51,12 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def proof_messages(header: pb.ProofHeader, blob: bytes) -> list[pb.SubmitProofRequest]:
     return [pb.SubmitProofRequest(header=header)] + [pb.SubmitProofRequest(weights_chunk=c)
                                                      for c in iter_chunks(blob, CHUNK_SIZE)]
@@ -224,10 +230,11 @@ def one_run(args: argparse.Namespace, task: Task, workdir: Path) -> dict:
             sp.start()
             ready.wait(120)
             counts: dict[str, int] = {"tips": 0, "watch_errors": 0, "bad_accepted": 0}
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), cpu_s(proc.pid)
             go.set()
             asyncio.run(load(target, args.watchers, args.bad_clients, bad, args.seconds, counts))
             elapsed = time.monotonic() - t0
+            verifier_cores = (cpu_s(proc.pid) - cpu0) / elapsed  # the share of the machine it got
             res = q.get(timeout=120)
             sp.join(30)
             rss1 = rss_mb(proc.pid)
@@ -236,7 +243,7 @@ def one_run(args: argparse.Namespace, task: Task, workdir: Path) -> dict:
             return {
                 "getTip_p50_ms": 1000 * lat[len(lat) // 2], "getTip_p99_ms": 1000 * lat[int(len(lat) * 0.99)],
                 "getTip_samples": len(lat), "honest_s": res["honest_s"], "honest_err": res["honest_err"],
-                "bad_verified_per_s": answered / elapsed, "counts": counts,
+                "bad_verified_per_s": answered / elapsed, "verifier_cpu_cores": verifier_cores, "counts": counts,
                 "rss_start_mb": rss0, "rss_end_mb": rss1, "rss_growth_mb": rss1 - rss0,
                 "loadavg_1m_before": load0, "loadavg_1m_after": os.getloadavg()[0],
             }
@@ -266,6 +273,7 @@ def main() -> None:
         print(json.dumps({"run": i + 1, **r}), flush=True)
     med = {k: statistics.median(r[k] for r in runs if r[k] is not None)
            for k in ("getTip_p50_ms", "getTip_p99_ms", "honest_s", "bad_verified_per_s", "rss_growth_mb",
+                     "verifier_cpu_cores",
                      "loadavg_1m_after") if any(r[k] is not None for r in runs)}
     print(json.dumps({"median_of_runs": args.runs, "watchers": args.watchers, "bad_clients": args.bad_clients,
                       "config": args.config,

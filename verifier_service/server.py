@@ -279,6 +279,7 @@ class VerifierServicer(pb_grpc.VerifierServicer):
             raise Refused(ServiceReason.MISSING_HEADER, "the first message must be a ProofHeader")
         h = first.header
         check_header(self.node, h)
+        self._check_queue()  # a full verification queue refuses before W is read, not after
         # Admission comes before any expensive step: reading W, hashing it, waiting for a slot.
         ticket = self.admission.admit(context.peer(), client_id(context))
         try:
@@ -318,6 +319,11 @@ class VerifierServicer(pb_grpc.VerifierServicer):
             gas_used=acc.gas_used or 0, drift=drift, verify_seconds=acc.verify_seconds,
         )
 
+    def _check_queue(self) -> None:
+        # The queue before the verification slots bounds an honest proof's wait; past it, retry.
+        if self.queued >= self.cfg.max_queued_verifications:
+            raise Refused(ServiceReason.BUSY, f"{self.queued} proofs already wait for verification; retry shortly")
+
     @rejects
     async def SubmitProof(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> pb.SubmitProofResponse:
         problems = self.node.attester.problems()
@@ -325,10 +331,11 @@ class VerifierServicer(pb_grpc.VerifierServicer):
         if problems:
             raise Refused(ServiceReason.DEGRADED, "; ".join(problems))
         h, ticket, blob = await self._read_upload(request_iterator.__aiter__(), context)
-        # The queue before the verification slots bounds an honest proof's wait; past it, retry.
-        if self.queued >= self.cfg.max_queued_verifications:
+        try:
+            self._check_queue()
+        except Refused:
             self.admission.release(ticket)
-            raise Refused(ServiceReason.BUSY, f"{self.queued} proofs already wait for verification; retry shortly")
+            raise
         self.queued += 1
         try:
             # Admitted uploads wait here, on the loop, not on threads: a few verifications run Python
