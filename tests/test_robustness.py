@@ -299,6 +299,15 @@ def test_start_up_refuses_what_cannot_work(anvil, digits, tmp_path):
     r = serve_cli(tmp_path, tmp_path / "d.json", "--listen", "127.0.0.1:0", "--rpc-url", "http://127.0.0.1:1")
     assert r.returncode == 2 and "rpc_url" in r.stderr, r.stderr
 
+    with socket.socket() as s:  # accepts connections, never answers: refused after rpc_timeout_s, not minutes
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        t0 = time.monotonic()
+        r = serve_cli(tmp_path, tmp_path / "d.json", "--listen", "127.0.0.1:0", "--rpc-url",
+                      f"http://127.0.0.1:{s.getsockname()[1]}")
+    assert r.returncode == 2 and "does not answer within 3 s" in r.stderr, r.stderr
+    assert time.monotonic() - t0 < 60
+
     (tmp_path / "bad.json").write_text("{not json")
     r = serve_cli(tmp_path, tmp_path / "bad.json", "--listen", "127.0.0.1:0")
     assert r.returncode == 2 and "not a deployment file" in r.stderr and "Traceback" not in r.stderr
@@ -352,3 +361,78 @@ def test_anvil_killed_and_restarted_from_its_state_file(digits, tmp_path):
             node.stop()
     finally:
         a.stop()
+
+
+class FreezableProxy:
+    """An HTTP JSON-RPC forwarder to anvil that can stop answering (a hung node: connections are
+    accepted, nothing comes back)."""
+
+    def __init__(self, upstream: str):
+        import http.server
+        import urllib.request
+
+        self.frozen = threading.Event()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if proxy.frozen.is_set():
+                    time.sleep(60)
+                    return
+                req = urllib.request.Request(upstream, body, {"Content-Type": "application/json"})
+                data = urllib.request.urlopen(req, timeout=10).read()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_hung_chain_node_is_flagged_in_seconds(anvil, digits, tmp_path):
+    """A node that accepts connections and never answers: degraded and NOT_SERVING after about the
+    request timeout (the issue measured 153 s), and proofs are refused UNAVAILABLE meanwhile."""
+    from pol_chain.client import ChainClient
+    from pol_chain.deploy import load_abi
+
+    from .helpers import wait_health
+
+    dep = deploy_fresh(anvil.url, digits, tmp_path / "d.json", **FIXED_K)
+    proxy = FreezableProxy(anvil.url)
+    cfg = VerifierConfig(receipt_wait_s=5, rpc_timeout_s=1, chain_retry_max_s=0.5)
+    node = VerifierNode(task=digits, deployment=dep, journal=Journal(tmp_path / "v" / "j.sqlite"),
+                        chain=ChainClient(proxy.url, dep.address, load_abi(), KEY, request_timeout=cfg.rpc_timeout_s),
+                        models=ModelStore(tmp_path / "v" / "models"), metrics=Metrics(), cfg=cfg)
+    server, port = create_server(node, "127.0.0.1:0")
+    node.start()
+    server.start()
+    try:
+        with VerifierClient(f"127.0.0.1:{port}") as client:
+            tip = client.get_tip()
+            assert not tip.degraded
+            proxy.frozen.set()
+            t0 = time.monotonic()
+            while not client.get_tip().degraded and time.monotonic() - t0 < 60:
+                time.sleep(0.05)
+            assert time.monotonic() - t0 < 15  # seconds, not minutes (about rpc_timeout_s plus one pass)
+            assert wait_health(health_pb2_grpc.HealthStub(client.channel), health_pb2.HealthCheckResponse.NOT_SERVING)
+            with pytest.raises(Rejected) as r:
+                submit_found(client, digits, tip, mine_on(digits, tip))
+            assert (r.value.code, r.value.reason) == (grpc.StatusCode.UNAVAILABLE, ServiceReason.DEGRADED)
+            proxy.frozen.clear()
+    finally:
+        server.stop(0)
+        node.stop()
+        proxy.close()
