@@ -21,6 +21,12 @@ class ServiceReason(StrEnum):
     UNKNOWN_MODEL = "UNKNOWN_MODEL"
     UNKNOWN_BLOCK = "UNKNOWN_BLOCK"
     MISSING_KEY = "MISSING_KEY"  # GetBlock needs a hash or a height
+    BUSY = "BUSY"  # the service holds as many proof uploads as it admits; retry shortly
+    UPLOAD_TIMEOUT = "UPLOAD_TIMEOUT"  # a proof upload went idle or ran past its total deadline
+    DEGRADED = "DEGRADED"  # accepted blocks could not reach the chain now (see health); retry later
+    DISK_FULL = "DISK_FULL"  # the verifier's disk cannot hold the proof; nothing was kept
+    UNDECODABLE = "UNDECODABLE"  # the request's bytes are not the message the method takes
+    INVALID_HEIGHT = "INVALID_HEIGHT"  # a height no block can have
     INTERNAL = "INTERNAL"  # a bug in the service; the request may be fine
 
 

@@ -1,8 +1,9 @@
 """The one mapping from refusal reasons to gRPC status codes, and how a reason travels: as the
-status code, in the message, and under the trailing-metadata key `pol-reason`."""
+status code, in the message, under the trailing-metadata key `pol-reason`, and as a google.rpc
+ErrorInfo in the standard status details (grpcio-status)."""
 from __future__ import annotations
 
-from typing import Mapping, NoReturn
+from typing import Any, Mapping, NoReturn
 
 import grpc
 
@@ -11,6 +12,8 @@ from pol_core.types import Reason
 from .reasons import AnyReason, ServiceReason, parse_reason
 
 REASON_KEY = "pol-reason"
+DETAILS_KEY = "grpc-status-details-bin"  # google.rpc.Status, as grpcio-status reads it
+DOMAIN = "pol.v1"
 
 _S = grpc.StatusCode
 STATUS: Mapping[AnyReason, grpc.StatusCode] = {
@@ -57,6 +60,12 @@ STATUS: Mapping[AnyReason, grpc.StatusCode] = {
     ServiceReason.DUPLICATE: _S.ALREADY_EXISTS,
     ServiceReason.UNKNOWN_MODEL: _S.NOT_FOUND,
     ServiceReason.UNKNOWN_BLOCK: _S.NOT_FOUND,
+    ServiceReason.BUSY: _S.RESOURCE_EXHAUSTED,
+    ServiceReason.UPLOAD_TIMEOUT: _S.DEADLINE_EXCEEDED,
+    ServiceReason.DEGRADED: _S.UNAVAILABLE,
+    ServiceReason.DISK_FULL: _S.RESOURCE_EXHAUSTED,
+    ServiceReason.UNDECODABLE: _S.INVALID_ARGUMENT,
+    ServiceReason.INVALID_HEIGHT: _S.INVALID_ARGUMENT,
     ServiceReason.INTERNAL: _S.INTERNAL,
 }
 
@@ -65,10 +74,23 @@ def status_for(reason: AnyReason) -> grpc.StatusCode:
     return STATUS[reason]
 
 
+def error_metadata(reason: AnyReason, message: str) -> tuple[tuple[str, str | bytes], ...]:
+    """The trailers of a refusal: the reason under `pol-reason`, and the standard google.rpc.Status
+    with an ErrorInfo (reason, domain "pol.v1") for any gRPC client that reads rich error details."""
+    from google.protobuf import any_pb2
+    from google.rpc import error_details_pb2, status_pb2
+
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=reason.value, domain=DOMAIN))
+    detail = status_pb2.Status(code=status_for(reason).value[0], message=message, details=[info])
+    return ((REASON_KEY, reason.value), (DETAILS_KEY, detail.SerializeToString()))
+
+
 def abort(context: grpc.ServicerContext, reason: AnyReason, message: str) -> NoReturn:
     """End the call with the reason's status; the message starts with the reason, for humans."""
-    context.set_trailing_metadata(((REASON_KEY, reason.value),))
-    context.abort(status_for(reason), f"{reason.value}: {message}")
+    text = f"{reason.value}: {message}"
+    context.set_trailing_metadata(error_metadata(reason, text))
+    context.abort(status_for(reason), text)
 
 
 def reason_of(err: grpc.RpcError) -> AnyReason | None:
@@ -78,4 +100,18 @@ def reason_of(err: grpc.RpcError) -> AnyReason | None:
     for key, value in metadata:
         if key == REASON_KEY:
             return parse_reason(value if isinstance(value, str) else value.decode())
+    return None
+
+
+def error_info_of(err: grpc.RpcError) -> tuple[str, str] | None:
+    """(reason, domain) from the google.rpc.Status details of a failed call, when it has them."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    status = rpc_status.from_call(err) if isinstance(err, grpc.Call) else None
+    details: list[Any] = list(status.details) if status is not None else []
+    for detail in details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info.reason, info.domain
     return None

@@ -52,9 +52,10 @@ class AnvilProcess:
     """`with AnvilProcess() as a: a.url` starts anvil on a free port and stops it on exit."""
 
     def __init__(self, port: int | None = None, state_file: str | Path | None = None, block_time: float | None = None,
-                 log_file: str | Path | None = None, detached: bool = False):
+                 log_file: str | Path | None = None, detached: bool = False, state_interval: int = 1):
         self.port = port or find_free_port()
         self.state_file = Path(state_file) if state_file else None
+        self.state_interval = state_interval  # seconds between state dumps
         self.block_time = block_time
         self.log_file = Path(log_file) if log_file else None
         self.detached = detached  # outlives this process (pol chain up --detach)
@@ -68,7 +69,9 @@ class AnvilProcess:
         cmd = [find_tool("anvil"), "--host", "127.0.0.1", "--port", str(self.port), "--silent"]
         if self.state_file:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            cmd += ["--state", str(self.state_file)]
+            # anvil writes --state only on a clean exit; the interval dump makes a crash lose at most
+            # that many seconds of blocks instead of every block since the start.
+            cmd += ["--state", str(self.state_file), "--state-interval", str(self.state_interval)]
         if self.block_time:
             cmd += ["--block-time", str(self.block_time)]
         log = open(self.log_file, "ab") if self.log_file else None

@@ -307,8 +307,11 @@ def get_chain_id(rpc_url: str, timeout: float = 10.0) -> int:
 
 class ChainClient:
     def __init__(self, rpc_url: str, address: str, abi: list[dict[str, Any]], private_key: str | None = None,
-                 timeout: float = 30.0):
-        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+                 timeout: float = 30.0, request_timeout: float | None = None):
+        # One request waits at most `request_timeout` and is never retried by web3: a hung node must
+        # surface as ChainUnavailable in seconds; retrying is the caller's decision (the attester's loop).
+        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": request_timeout or timeout},
+                                         exception_retry_configuration=None))
         self.rpc_url = rpc_url
         self.address = Web3.to_checksum_address(address)
         self.contract = self.w3.eth.contract(address=self.address, abi=abi)
@@ -424,6 +427,14 @@ class ChainClient:
 
     def compute_requirements(self, seed: bytes, k: int, num_params: int) -> list[int]:
         return [int(r) for r in self._call(self.contract.functions.computeRequirements(bytes(seed), k, num_params))]
+
+    def get_code_size(self) -> int:
+        """Bytes of code at the contract's address (0: nothing deployed there, e.g. after a reset)."""
+        with self._errors_translated():
+            return len(self.w3.eth.get_code(self.address))
+
+    def is_attester(self, address: str) -> bool:
+        return bool(self._call(self.contract.functions.isAttester(Web3.to_checksum_address(address))))
 
     def get_genesis_hash(self) -> Hash32:
         return Hash32(bytes(self._call(self.contract.functions.GENESIS_HASH())))
@@ -562,7 +573,8 @@ class ChainClient:
         for log in logs:
             n = int(log["blockNumber"])
             if n not in stamps:
-                stamps[n] = int(self.w3.eth.get_block(n)["timestamp"])
+                with self._errors_translated():
+                    stamps[n] = int(self.w3.eth.get_block(n)["timestamp"])
             header = header_from_abi_tuple(tuple(log["args"]["header"].values()))
             block_hash = Hash32(bytes(log["args"]["blockHash"]))
             randao = Hash32(int(log["args"]["randao"]).to_bytes(32, "big"))
@@ -575,7 +587,8 @@ class ChainClient:
         return next((b for b in self.get_blocks(from_block) if b.link == link), None)
 
     def get_timestamp(self) -> int:
-        return int(self.w3.eth.get_block("latest")["timestamp"])
+        with self._errors_translated():
+            return int(self.w3.eth.get_block("latest")["timestamp"])
 
 
 def submission_arguments(header: Header) -> tuple[Any, ...]:

@@ -6,6 +6,7 @@ from typing import Any
 
 from . import args as types
 from .chain_cmd import DEFAULT_DEPLOYMENT, add_key_args, load_deployment, resolve_key
+from .errors import UserError
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -19,6 +20,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
                       ray_address=args.ray_address, ray_actors=args.ray_actors)
     dep = load_deployment(cfg.deployment)
     key = resolve_key(args, dep.chain_id)
+
+    from verifier_service.preflight import PreflightError, run_preflight
+
+    # Every setting that cannot work is refused here, in one line, before the task loads.
+    try:
+        run_preflight(cfg, dep, key)
+    except PreflightError as e:
+        raise UserError(str(e)) from None
 
     from pol_core.portable import pin_cpu_dispatch
 

@@ -128,3 +128,17 @@ def wait_gone(pids: set[int], timeout: float) -> set[int]:
             return left
         time.sleep(0.1)
     return {p for p in pids if is_alive(p)}
+
+
+def wait_health(stub, want, timeout: float = 5.0, service: str = "pol.v1.Verifier") -> bool:
+    """Whether the gRPC health status of `service` becomes `want` within `timeout` (it follows the
+    attester's pass, a moment after GetTip's degraded flag)."""
+    from grpc_health.v1 import health_pb2
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status == want:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)

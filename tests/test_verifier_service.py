@@ -24,7 +24,7 @@ from verifier_service.metrics import Metrics
 from verifier_service.node import VerifierNode
 from verifier_service.server import create_server
 
-from .helpers import KEY, MINER, deploy_fresh, mine_on, start_verifier_process, submit_found
+from .helpers import KEY, MINER, deploy_fresh, mine_on, start_verifier_process, submit_found, wait_health
 
 
 @pytest.fixture()
@@ -299,31 +299,42 @@ def test_kill9_after_send_is_not_sent_twice(anvil, digits, tmp_path):
 
 
 def test_chain_down_then_up(digits, tmp_path):
+    """With the chain node gone, health says NOT_SERVING and GetTip degraded within seconds, and a
+    proof is refused with UNAVAILABLE (it could not land) rather than told OK; once the node is
+    back, the same proof is accepted and attested."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
     state = tmp_path / "anvil-state.json"
     a = AnvilProcess(state_file=state).start()
     port = a.port
     try:
         dep = deploy_fresh(a.url, digits, tmp_path / "d.json")
         node = build_node(VerifierConfig(deployment=str(tmp_path / "d.json"), data_root=str(tmp_path / "v"),
-                                         receipt_wait_s=1, chain_retry_max_s=0.5), KEY, task=digits)
+                                         receipt_wait_s=10, chain_retry_max_s=0.5, rpc_timeout_s=1), KEY, task=digits)
         server, gport = create_server(node, "127.0.0.1:0")
         node.start()
         server.start()
         client = VerifierClient(f"127.0.0.1:{gport}")
+        health = health_pb2_grpc.HealthStub(client.channel)
         tip = client.get_tip()
         found = mine_on(digits, tip)
         a.stop()  # the chain node goes away (anvil writes its state on the way out)
-        resp = submit_found(client, digits, tip, found)
-        assert not resp.attested  # accepted, waiting in the journal
-        deadline = time.monotonic() + 10
-        while not client.get_tip().degraded and time.monotonic() < deadline:
-            time.sleep(0.1)
-        t = client.get_tip()
-        assert t.degraded and t.pending_attestations == 1 and t.height == 0
+        t0 = time.monotonic()
+        while not client.get_tip().degraded and time.monotonic() - t0 < 10:
+            time.sleep(0.05)
+        assert client.get_tip().degraded and time.monotonic() - t0 < 5
+        assert wait_health(health, health_pb2.HealthCheckResponse.NOT_SERVING)
+        with pytest.raises(Rejected) as e:
+            submit_found(client, digits, tip, found)
+        assert (e.value.code, e.value.reason) == (grpc.StatusCode.UNAVAILABLE, ServiceReason.DEGRADED)
+        assert "cannot reach the chain node" in e.value.message
         a = AnvilProcess(port=port, state_file=state).start()
         deadline = time.monotonic() + 30
-        while client.get_tip().height == 0 and time.monotonic() < deadline:
+        while client.get_tip().degraded and time.monotonic() < deadline:
             time.sleep(0.1)
+        assert wait_health(health, health_pb2.HealthCheckResponse.SERVING)
+        resp = submit_found(client, digits, tip, found)
+        assert resp.attested
         t = client.get_tip()
         assert t.height == 1 and not t.degraded and t.block_hash == resp.block_hash
         assert dep.client().get_tip().link == resp.block_hash

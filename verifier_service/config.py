@@ -23,7 +23,22 @@ class VerifierConfig:
     test_limit: int | None = None
     metrics_port: int | None = None  # Prometheus endpoint; None = off
     max_concurrent_verifications: int = 2  # recomputations at once; the rest wait their turn
-    max_inflight_per_client: int = 2  # proofs one client may have in the service at once
+    max_inflight_per_client: int = 2  # proofs one client id may have in flight, within its connection's share
+    max_inflight_per_connection: int = 4  # proofs one connection (peer address) may have in flight
+    max_uploads: int = 64  # proof uploads the service holds at once; more get RESOURCE_EXHAUSTED (BUSY)
+    max_queued_verifications: int = 16  # uploaded proofs waiting for or in verification; more get BUSY
+    max_watchers: int = 4096  # WatchTip streams at once
+    max_streams_per_connection: int = 256
+    upload_idle_s: float = 10.0  # an upload that sends nothing for this long is ended
+    upload_total_s: float = 60.0  # an upload must be complete within this
+    keepalive_s: float = 30.0  # server pings idle connections, so dead peers free their streams
+    keepalive_timeout_s: float = 10.0
+    max_connection_idle_s: float = 300.0
+    max_connection_age_s: float = 3600.0  # connections are recycled (clients reconnect)
+    max_connection_age_grace_s: float = 60.0
+    rpc_timeout_s: float = 3.0  # one JSON-RPC request; a hung node is flagged after about this
+    max_pending_age_s: float = 120.0  # an accepted block older than this without its receipt: degraded
+    min_free_bytes: int = 64 << 20  # less free disk under data_root than this: degraded
     receipt_wait_s: float = 30.0  # how long SubmitProof waits for the attestation receipt
     chunk_size: int = 1 << 20  # GetModel chunk size
     chain_retry_max_s: float = 5.0  # backoff ceiling while the chain node is unreachable

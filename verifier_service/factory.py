@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pol_chain.deploy import Deployment
+from pol_chain.client import ChainClient
+from pol_chain.deploy import Deployment, load_abi
 from pol_core.tasks import Task, load_task
 
 from .config import VerifierConfig
@@ -20,7 +21,9 @@ def build_node(cfg: VerifierConfig, private_key: str, task: Task | None = None,
     dep = deployment or Deployment.load(cfg.deployment)
     task = task or load_task(dep.task, cfg.data_dir, test_limit=cfg.test_limit, rules=dep.genesis.rules.value)
     root = Path(cfg.data_root)
-    return VerifierNode(task=task, deployment=dep, chain=dep.client(private_key, rpc_url=cfg.rpc_url),
+    chain = ChainClient(cfg.rpc_url or dep.rpc_url, dep.address, load_abi(), private_key,
+                        request_timeout=cfg.rpc_timeout_s)
+    return VerifierNode(task=task, deployment=dep, chain=chain,
                         journal=Journal(root / "journal.sqlite"), models=ModelStore(root / "models"),
                         metrics=Metrics(), cfg=cfg,
                         evaluator=make_evaluator(cfg.eval_workers, cfg.ray_address, cfg.ray_actors, task))

@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS blocks (
   parent BLOB NOT NULL,
   proof_id BLOB NOT NULL UNIQUE,
   header BLOB NOT NULL,
-  status TEXT NOT NULL,            -- pending | attested | orphaned
+  status TEXT NOT NULL,            -- pending | attested | orphaned | reorged (attested, then rolled back)
   tx_hash TEXT,
   gas_used INTEGER,
   accepted_at REAL NOT NULL,
@@ -70,7 +70,8 @@ class Journal:
     """Every accepted block is written here, with status 'pending', before its transaction is sent."""
 
     def __init__(self, path: str | Path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -89,6 +90,9 @@ class Journal:
         with self._lock:
             self._db.execute("UPDATE blocks SET status='attested', tx_hash=?, gas_used=? WHERE hash=?",
                              (tx_hash, gas_used, block_hash))
+            # A block attested again after a rollback gets a new link under chain-bound rules (it mixes in
+            # the new inclusion's prevrandao): only the link now on chain names it.
+            self._db.execute("DELETE FROM links WHERE hash=?", (block_hash,))
             self._db.execute("INSERT OR REPLACE INTO links VALUES (?,?)", (link, block_hash))
 
     def get_by_link(self, link: bytes) -> JournalEntry | None:
@@ -126,6 +130,32 @@ class Journal:
         with self._lock:
             self._db.execute("UPDATE blocks SET status='orphaned' WHERE hash=?", (block_hash,))
 
+    def mark_reorged(self, block_hash: bytes) -> None:
+        with self._lock:
+            self._db.execute("UPDATE blocks SET status='reorged' WHERE hash=?", (block_hash,))
+            self._db.execute("DELETE FROM links WHERE hash=?", (block_hash,))  # no child may name it now
+
+    def mark_pending(self, block_hash: bytes) -> None:
+        """Send a rolled-back or orphaned block again: its parent is the chain's tip once more."""
+        with self._lock:
+            self._db.execute("UPDATE blocks SET status='pending', tx_hash=NULL, gas_used=NULL WHERE hash=?",
+                             (block_hash,))
+
+    def with_status(self, *statuses: str) -> list[JournalEntry]:
+        marks = ",".join("?" * len(statuses))
+        return self._rows(f"status IN ({marks}) ORDER BY height, accepted_at", statuses)
+
+    def oldest_pending_at(self) -> float | None:
+        with self._lock:
+            row = self._db.execute("SELECT MIN(accepted_at) FROM blocks WHERE status='pending'").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def probe_writable(self) -> None:
+        """Raise (sqlite3.Error) unless the journal can take a write now."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("ROLLBACK")
+
     def _rows(self, where: str, args: tuple[object, ...]) -> list[JournalEntry]:
         with self._lock:
             rows = self._db.execute(
@@ -141,7 +171,8 @@ class Journal:
         return rows[0] if rows else None
 
     def get_by_height(self, height: int) -> JournalEntry | None:
-        rows = self._rows("height=? AND status!='orphaned'", (height,))
+        # The canonical block of a height (or the one waiting for its receipt), never a rolled-back one.
+        rows = self._rows("height=? AND status IN ('attested','pending') ORDER BY status='attested' DESC", (height,))
         return rows[0] if rows else None
 
     def has_proof(self, proof_id: bytes) -> bool:
@@ -172,11 +203,15 @@ class ModelStore:
         if target.exists():
             return h
         tmp = target.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-        with open(tmp, "wb") as f:
-            f.write(encode_state(state))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(encode_state(state))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk must not leave half a model behind
+            raise
         return h
 
     def get_bytes(self, weights_hash: bytes) -> bytes | None:

@@ -142,7 +142,8 @@ class VerifierNode:
         self._inflight_lock = threading.Lock()
         self.tip = self._tip_state(chain.get_tip())
         self.attester = Attester(chain, journal, metrics, deployment.deploy_block, self._after_attest_pass,
-                                 self.cfg.chain_retry_max_s, self.cfg.fault_pause, self.cfg.fault_pause_s)
+                                 self.cfg.chain_retry_max_s, self.cfg.fault_pause, self.cfg.fault_pause_s,
+                                 self.cfg.max_pending_age_s, self.cfg.min_free_bytes, 3 * self.cfg.rpc_timeout_s + 1)
 
     # ── life cycle ──
 
@@ -201,7 +202,7 @@ class VerifierNode:
         return len(self.journal.pending())
 
     def is_degraded(self) -> bool:
-        return not self.attester.reachable or self.pending_count() > 0 and not self.attester.is_alive()
+        return bool(self.attester.problems())  # the attester says what stops blocks from landing
 
     def tip_view(self) -> TipView:
         t = self.tip
