@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pol_core.keccak import keccak256  # noqa: E402
 from pol_core.step import enable_deterministic_mode  # noqa: E402
 from pol_core.tasks import load_task  # noqa: E402
-from pol_core.types import ConsensusError  # noqa: E402
+from pol_core.types import ConsensusError, SampleIndex  # noqa: E402
 from pol_core.weights import compute_weights_hash  # noqa: E402
 from tests.attacks import make_scenario, sorted_batch, train, trained_parent  # noqa: E402
 from tests.attacks.crafting import craft_for  # noqa: E402
@@ -83,7 +83,8 @@ def attempt(cfg: Config, paper, cb, parent, n: int, gen: torch.Generator) -> Att
     sc = make_scenario(paper, cb, parent, cfg.k, randao=keccak256(b"craft-randao" + n.to_bytes(8, "big")),
                        height=7 + n)
     tol = paper.config.sabotage_tolerance
-    warm = tuple(sorted_batch(gen, cb.train_size, cfg.warm_batch) for _ in range(cfg.warm_steps))
+    warm = tuple(tuple(SampleIndex(i) for i in sorted_batch(gen, cb.train_size, cfg.warm_batch))
+                 for _ in range(cfg.warm_steps))
     start = train(cb, sc.parent_state, warm)  # real training: expressible as a segment
 
     t0 = time.perf_counter()
@@ -119,7 +120,7 @@ def attempt(cfg: Config, paper, cb, parent, n: int, gen: torch.Generator) -> Att
         out.cb_verdict = e.reason.name
         return out
     out.cb_verdict = "accepted"
-    out.cb_honest = compute_weights_hash(v.state) == compute_weights_hash(start)
+    out.cb_honest = v.state is not None and compute_weights_hash(v.state) == compute_weights_hash(start)
     out.cb_crafted_attested = v.header.weights_hash == compute_weights_hash(w_cb)
     return out
 
