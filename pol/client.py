@@ -60,13 +60,15 @@ class Rejected(Exception):
 
 
 class VerifierClient:
-    def __init__(self, target: str, client_id: str | None = None, connect_timeout: float = 30.0):
+    def __init__(self, target: str, client_id: str | None = None, connect_timeout: float = 30.0,
+                 options: Sequence[tuple[str, int | str]] = ()):
         self.target = target
         self.connect_timeout = connect_timeout
         self.channel = grpc.insecure_channel(target, options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.enable_retries", 1),
             ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+            *options,
         ])
         self.stub = pb_grpc.VerifierStub(self.channel)
         self.metadata: tuple[tuple[str, str], ...] = (("pol-client-id", client_id),) if client_id else ()

@@ -28,6 +28,10 @@ class ServiceReason(StrEnum):
     UNDECODABLE = "UNDECODABLE"  # the request's bytes are not the message the method takes
     INVALID_HEIGHT = "INVALID_HEIGHT"  # a height no block can have
     INTERNAL = "INTERNAL"  # a bug in the service; the request may be fine
+    # Quorum mode (pol.v1.Quorum):
+    ALREADY_SIGNED = "ALREADY_SIGNED"  # this verifier signed another header at that (height, redraw)
+    QUORUM_UNAVAILABLE = "QUORUM_UNAVAILABLE"  # fewer than t members signed; retry when peers are back
+    NOT_QUORUM = "NOT_QUORUM"  # a quorum call to a verifier of a single-attester deployment
 
 
 AnyReason = Reason | ServiceReason

@@ -67,6 +67,10 @@ STATUS: Mapping[AnyReason, grpc.StatusCode] = {
     ServiceReason.UNDECODABLE: _S.INVALID_ARGUMENT,
     ServiceReason.INVALID_HEIGHT: _S.INVALID_ARGUMENT,
     ServiceReason.INTERNAL: _S.INTERNAL,
+    # Signing a second header at one (height, redraw) is equivocation: never, whatever the request.
+    ServiceReason.ALREADY_SIGNED: _S.FAILED_PRECONDITION,
+    ServiceReason.QUORUM_UNAVAILABLE: _S.UNAVAILABLE,  # the proof may be valid; too few peers signed
+    ServiceReason.NOT_QUORUM: _S.FAILED_PRECONDITION,
 }
 
 

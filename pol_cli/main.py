@@ -10,7 +10,7 @@ import sys
 import traceback
 from typing import NoReturn, Sequence
 
-from . import audit_cmd, chain_cmd, demo_cmd, mine_cmd, verifier_cmd
+from . import audit_cmd, chain_cmd, demo_cmd, mine_cmd, quorum_cmd, verifier_cmd
 from .errors import USER_ERROR, explain
 
 
@@ -26,7 +26,7 @@ def build_parser() -> Parser:
     ap = Parser(prog="pol", description="Proof-of-Learning chain (Directed Guiding Gradients)")
     ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for module in (chain_cmd, verifier_cmd, mine_cmd, demo_cmd, audit_cmd):
+    for module in (chain_cmd, verifier_cmd, mine_cmd, demo_cmd, audit_cmd, quorum_cmd):
         module.register(sub)
     _add_debug(ap)
     return ap

@@ -17,7 +17,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                       rpc_url=args.rpc_url, data_dir=args.data_dir, metrics_port=args.metrics_port,
                       fault_pause=args.fault_pause, fault_pause_s=args.fault_pause_s,
                       receipt_wait_s=args.receipt_wait_s, eval_workers=args.eval_workers,
-                      ray_address=args.ray_address, ray_actors=args.ray_actors)
+                      ray_address=args.ray_address, ray_actors=args.ray_actors, peers=args.peers,
+                      fault_sign_blindly=True if args.fault_sign_blindly else None)
     dep = load_deployment(cfg.deployment)
     key = resolve_key(args, dep.chain_id)
 
@@ -59,8 +60,10 @@ def register(sub: Any) -> None:
                    help="test-set evaluation processes (default: one per core; 0: in-process)")
     s.add_argument("--ray-address", help="evaluate on this Ray cluster (HOST:PORT of its head, or 'local')")
     s.add_argument("--ray-actors", type=types.positive_int, help="Ray actors (default: one per CPU of the cluster)")
+    s.add_argument("--peers", help="quorum mode: the other verifiers' addresses, HOST:PORT,HOST:PORT")
     s.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     s.add_argument("--fault-pause", choices=["before_send", "after_send"], help=argparse.SUPPRESS)
     s.add_argument("--fault-pause-s", type=float, help=argparse.SUPPRESS)
+    s.add_argument("--fault-sign-blindly", action="store_true", help=argparse.SUPPRESS)  # test-only
     add_key_args(s)
     s.set_defaults(func=cmd_serve)

@@ -8,13 +8,17 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from pol_chain.client import (ChainClient, ChainError, ChainUnavailable, ContractReverted, RecordedBlock, StaleParent,
-                              TipInfo)
+from pol_chain.client import (ChainClient, ChainError, ChainUnavailable, ContractReverted, Receipt, RecordedBlock,
+                              StaleParent, TipInfo)
+from pol_core.attestation import QuorumNotMet, compute_quorum_signatures
 
-from .journal import Journal
+from .journal import Journal, JournalEntry
 from .metrics import Metrics
+
+if TYPE_CHECKING:
+    from .quorum import QuorumMember
 
 log = logging.getLogger("pol.verifier")
 
@@ -26,7 +30,7 @@ class Attester:
     def __init__(self, chain: ChainClient, journal: Journal, metrics: Metrics, deploy_block: int,
                  on_pass: Callable[[TipInfo | None], None], retry_max_s: float = 5.0,
                  fault_pause: str | None = None, fault_pause_s: float = 0.0, max_pending_age_s: float = 120.0,
-                 min_free_bytes: int = 0, hung_after_s: float = 10.0):
+                 min_free_bytes: int = 0, hung_after_s: float = 10.0, quorum: QuorumMember | None = None):
         self.chain = chain
         self.journal = journal
         self.metrics = metrics
@@ -38,6 +42,7 @@ class Attester:
         self.max_pending_age_s = max_pending_age_s
         self.min_free_bytes = min_free_bytes
         self.hung_after_s = hung_after_s
+        self.quorum = quorum  # quorum mode: blocks go out with t members' signatures (submitBlockSigned)
         self.reachable = True
         self._chain_problems: list[str] = []  # from the last pass: what the chain said
         self._local_problems: list[str] = []  # from the last pass: the journal's disk
@@ -69,6 +74,8 @@ class Attester:
     def problems(self) -> list[str]:
         """Why accepted blocks cannot land now; empty when they can. Cheap: flags and one query."""
         out = list(self._chain_problems) + list(self._local_problems)
+        if self.quorum is not None:  # too few peers (or not a member): no block can gather t signatures
+            out += self.quorum.problems()
         started = self._pass_started
         # A pass stuck in a call is a hung node even before its request times out.
         if started is not None and time.monotonic() - started > self.hung_after_s:
@@ -88,6 +95,8 @@ class Attester:
         if self.chain.get_code_size() == 0:
             return [f"no contract code at {self.chain.address} (was the chain reset?)"]
         account = self.chain.account
+        if self.quorum is not None:
+            return []  # membership is the quorum's problem (QuorumMember.problems), from its cached set
         if account is not None and not self.chain.is_attester(account.address):
             return [f"the key {account.address} is not the contract's attester"]
         return []
@@ -158,7 +167,7 @@ class Attester:
                 log.warning("block rolled back by the chain", extra={"height": e.header.height,
                                                                      "block": e.block_hash.hex()})
                 self.journal.mark_reorged(e.block_hash)
-        for e in self.journal.with_status("reorged", "orphaned", "pending"):
+        for e in self.journal.with_status("reorged", "orphaned", "pending", "cosigned"):
             rec = canonical.get(e.block_hash)
             if rec is not None:
                 self.journal.mark_attested(e.block_hash, rec.tx_hash, e.gas_used, rec.link)
@@ -192,6 +201,15 @@ class Attester:
         self.metrics.journal_depth.set(len(self.journal.pending()))
         return tip
 
+    def _send(self, entry: JournalEntry) -> Receipt:
+        if self.quorum is None:
+            return self.chain.submit_block(entry.header)
+        # The contract's set now (a member may have been removed since it signed), packed in its ascending
+        # order (pol_core.attestation.compute_quorum_signatures).
+        current = self.chain.get_signer_set().signer_set
+        signatures = self.quorum.signatures_for(entry.block_hash, current.signers)
+        return self.chain.submit_block_packed(entry.header, compute_quorum_signatures(current, signatures))
+
     def _attest_queue(self) -> None:
         for entry in self.journal.pending():
             chain_tip = self.chain.get_tip()
@@ -213,7 +231,11 @@ class Attester:
             elif chain_tip.link == entry.header.parent:
                 self._pause("before_send")
                 try:
-                    receipt = self.chain.submit_block(entry.header)
+                    receipt = self._send(entry)
+                except QuorumNotMet as e:  # members removed since it was signed: t signatures no longer
+                    log.error("a co-signed block lost its quorum", extra={"block": entry.block_hash.hex(), "error": str(e)})
+                    self.journal.mark_orphaned(entry.block_hash)
+                    continue
                 except StaleParent:
                     continue  # re-read the tip on the next pass; the block may have landed
                 except ContractReverted as e:

@@ -48,9 +48,25 @@ class VerifierConfig:
     eval_workers: int | None = None
     ray_address: str | None = None  # evaluate on this Ray cluster instead ([verifier.ray] address)
     ray_actors: int | None = None  # Ray actors; None = one per CPU of the cluster ([verifier.ray] actors)
+    # Quorum mode (a deployment with a signer set): the other verifiers' gRPC addresses, HOST:PORT,...
+    peers: str | None = None
+    cosign_timeout_s: float = 20.0  # one CoSign call to a peer (it verifies the proof before it answers)
+    peer_check_s: float = 1.0  # how often each peer's health is checked
+    # Test-only fault: sign and co-sign without verifying and without the one-signature guard.
+    fault_sign_blindly: bool = False
     # Fault injection for crash tests: pause the attester "before_send" or "after_send".
     fault_pause: str | None = None
     fault_pause_s: float = 0.0
+
+
+def parse_peers(text: str | None) -> list[str]:
+    """The peers' addresses from `peers` (comma-separated HOST:PORT); ConfigError for a malformed one."""
+    out = [p.strip() for p in (text or "").split(",") if p.strip()]
+    for p in out:
+        host, sep, port = p.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise ConfigError(f"peers: {p!r} is not HOST:PORT")
+    return out
 
 
 def _accepts(annotation: Any, value: Any) -> bool:

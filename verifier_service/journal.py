@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS blocks (
   proof_id BLOB NOT NULL UNIQUE,
   header BLOB NOT NULL,
   status TEXT NOT NULL,            -- pending | attested | orphaned | reorged (attested, then rolled back)
+                                   -- | cosigned (quorum: signed here; relayed by whoever holds t signatures)
   tx_hash TEXT,
   gas_used INTEGER,
   accepted_at REAL NOT NULL,
@@ -44,7 +45,28 @@ CREATE TABLE IF NOT EXISTS segments (
 );
 CREATE INDEX IF NOT EXISTS segments_w ON segments(w);
 CREATE INDEX IF NOT EXISTS segments_w_new ON segments(w_new);
+-- Quorum mode: every member's signature this verifier has seen (its own included), one row per
+-- (signer, height, redraw, header). Two rows of one signer at one (height, redraw) are equivocation.
+CREATE TABLE IF NOT EXISTS signatures (
+  signer BLOB NOT NULL,
+  height INTEGER NOT NULL,
+  redraw INTEGER NOT NULL,
+  hash BLOB NOT NULL,              -- the header's block hash
+  header BLOB NOT NULL,            -- pol_core.header encoding
+  signature BLOB NOT NULL,         -- 64-byte compact EIP-712 signature over Block(hash)
+  seen_at REAL NOT NULL,
+  PRIMARY KEY (signer, height, redraw, hash)
+);
+CREATE INDEX IF NOT EXISTS signatures_hash ON signatures(hash);
 """
+
+
+@dataclass(frozen=True)
+class SignatureRow:
+    signer: bytes
+    header: Header
+    block_hash: bytes
+    signature: bytes
 
 
 @dataclass(frozen=True)
@@ -85,6 +107,93 @@ class Journal:
                 (block_hash, header.height, header.parent, proof_id, compute_header_encoding(header), time.time(),
                  verify_seconds),
             )
+
+    def record_cosigned(self, block_hash: bytes, proof_id: bytes, header: Header, verify_seconds: float) -> None:
+        """Quorum mode: a block this verifier signed; it becomes pending only here with t signatures, and
+        attested through the chain's events whoever relays it."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO blocks VALUES (?,?,?,?,?,'cosigned',NULL,NULL,?,?)",
+                (block_hash, header.height, header.parent, proof_id, compute_header_encoding(header), time.time(),
+                 verify_seconds),
+            )
+
+    def record_caught_up(self, block_hash: bytes, header: Header, tx_hash: str, link: bytes) -> None:
+        """Quorum mode: a block on chain that others assembled, fetched from a peer (catch-up)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO blocks VALUES (?,?,?,?,?,'attested',?,NULL,?,0)",
+                (block_hash, header.height, header.parent, b"catch-up" + block_hash, compute_header_encoding(header),
+                 tx_hash, time.time()),
+            )
+        self.mark_attested(block_hash, tx_hash, None, link)
+
+    def promote_pending(self, block_hash: bytes) -> None:
+        """A co-signed block with t signatures: this verifier relays it."""
+        with self._lock:
+            self._db.execute("UPDATE blocks SET status='pending' WHERE hash=? AND status='cosigned'", (block_hash,))
+
+    def has_accepted_proof(self, proof_id: bytes) -> bool:
+        """A proof whose block is pending or on chain (a co-signed one may still be assembled here)."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM blocks WHERE proof_id=? AND status IN ('pending','attested')",
+                                    (proof_id,)).fetchone() is not None
+
+    # ── signatures (quorum mode) ──
+
+    def claim_signature(self, signer: bytes, header: Header, block_hash: bytes, signature: bytes) -> bytes | None:
+        """Record `signer`'s own signature over `header` unless it signed another header at the same
+        (height, redraw): then nothing is written and that header's hash is returned. Durable (FULL
+        sync) before it returns, so no signature leaves the process unrecorded."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT hash FROM signatures WHERE signer=? AND height=? AND redraw=? AND hash<>?",
+                                       (signer, header.height, header.redraw, block_hash)).fetchone()
+                if row is None:
+                    self._insert_signature(signer, header, block_hash, signature)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return None if row is None else bytes(row[0])
+
+    def record_signature(self, signer: bytes, header: Header, block_hash: bytes, signature: bytes) -> bool:
+        """Record a signature seen (any member's); True when it is new."""
+        with self._lock:
+            return self._insert_signature(signer, header, block_hash, signature)
+
+    def _insert_signature(self, signer: bytes, header: Header, block_hash: bytes, signature: bytes) -> bool:
+        cur = self._db.execute("INSERT OR IGNORE INTO signatures VALUES (?,?,?,?,?,?,?)",
+                               (signer, header.height, header.redraw, block_hash, compute_header_encoding(header),
+                                signature, time.time()))
+        return cur.rowcount == 1
+
+    def _signature_rows(self, where: str, args: tuple[object, ...]) -> list[SignatureRow]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT signer, header, hash, signature FROM signatures WHERE {where}",
+                                    args).fetchall()
+        return [SignatureRow(bytes(r[0]), decode_header(bytes(r[1])), bytes(r[2]), bytes(r[3])) for r in rows]
+
+    def signatures_at(self, height: int, redraw: int, signer: bytes | None = None) -> list[SignatureRow]:
+        if signer is None:
+            return self._signature_rows("height=? AND redraw=? ORDER BY signer, seen_at", (height, redraw))
+        return self._signature_rows("height=? AND redraw=? AND signer=? ORDER BY seen_at", (height, redraw, signer))
+
+    def signatures_for(self, block_hash: bytes) -> list[SignatureRow]:
+        return self._signature_rows("hash=? ORDER BY signer", (block_hash,))
+
+    def equivocations(self) -> list[tuple[SignatureRow, SignatureRow]]:
+        """Pairs of one signer's signatures over two headers at one (height, redraw): the first two seen."""
+        with self._lock:
+            keys = self._db.execute("SELECT signer, height, redraw FROM signatures GROUP BY signer, height, redraw "
+                                    "HAVING COUNT(*) > 1 ORDER BY height, redraw, signer").fetchall()
+        out = []
+        for signer, height, redraw in keys:
+            rows = self._signature_rows("signer=? AND height=? AND redraw=? ORDER BY seen_at LIMIT 2",
+                                        (signer, height, redraw))
+            out.append((rows[0], rows[1]))
+        return out
 
     def mark_attested(self, block_hash: bytes, tx_hash: str, gas_used: int | None, link: bytes) -> None:
         with self._lock:

@@ -16,6 +16,12 @@ class Metrics:
                                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
         self.journal_depth = Gauge("pol_journal_pending", "Accepted blocks awaiting attestation", registry=self.registry)
         self.tip_height = Gauge("pol_tip_height", "Attested tip height", registry=self.registry)
+        self.peers_up = Gauge("pol_quorum_peers_up", "Quorum peers that answer health checks", registry=self.registry)
+        self.equivocations = Counter("pol_quorum_equivocations_total",
+                                     "Signatures seen over a second header at one (height, redraw)",
+                                     registry=self.registry)
+        self.cosign = Counter("pol_quorum_cosign_total", "CoSign requests answered, by result", ["result"],
+                              registry=self.registry)
         self.chain_up = Gauge("pol_chain_reachable", "1 when the chain node answers", registry=self.registry)
 
     def serve(self, port: int) -> int:

@@ -18,27 +18,31 @@ from pol.reasons import Refused, ServiceReason
 from pol.wire import decode_state
 from pol_chain.client import ChainClient, TipInfo
 from pol_chain.deploy import Deployment
+from pol_core.attestation import InvalidSignature
 from pol_core.chainbound import SegmentProof, TipContext, compute_chain_bound_verdict
 from pol_core.header import Header, compute_header_hash
+from pol_core.segment import compute_segment_root
+from pol.wire import decode_segment
 from pol_core.keccak import keccak256
 from pol_core.portable import check_cpu_dispatch
 from pol_core.rules import process_chain_position
 from pol_core.rulesets import RuleSet
-from pol_core.segment import compute_segment_root
 from pol_core.step import enable_deterministic_mode
 from pol_core.tasks import Task
 from pol_core.evaluation import KnownCount
-from pol_core.types import ConsensusError, Difficulty, Hash32, Timestamp, WrongRules
+from pol_core.types import ConsensusError, Difficulty, Hash32, InvalidHeader, InvalidSegment, Timestamp, WrongRules
 from pol_core.verify import Proof, Verdict, compute_verdict, process_proof_shape
 from pol_core.weights import compute_state_nbytes
 
 from .attester import Attester
-from .config import VerifierConfig
+from .config import VerifierConfig, parse_peers
 from .evaluation import Backend, EvaluationError
 from .evaluation.serial import InProcessEvaluator
+from .fault import compute_blind_verdict
 from .journal import Journal, JournalEntry, ModelStore
 from .metrics import Metrics
-from .replay import ReplayStore
+from .quorum import QuorumMember, Signed
+from .replay import ReplayError, ReplayStore
 
 log = logging.getLogger("pol.verifier")
 
@@ -141,13 +145,25 @@ class VerifierNode:
         self._inflight: dict[str, int] = {}
         self._inflight_lock = threading.Lock()
         self.tip = self._tip_state(chain.get_tip())
+        # Quorum mode: blocks need t members' signatures; this verifier is one member (PROTOCOL §16.6).
+        self.quorum: QuorumMember | None = None
+        if deployment.quorum is not None:
+            # Paper rules have no redraw: a split vote at a height would halt the chain for good.
+            if self.replay is None:
+                raise SetupError("a quorum deployment needs the chain-bound rules (a split vote must be able to "
+                                 "move on to the next redraw)")
+            self.quorum = QuorumMember(chain, journal, metrics, parse_peers(self.cfg.peers), self.cfg.cosign_timeout_s,
+                                       self.cfg.peer_check_s, self.cfg.fault_sign_blindly)
         self.attester = Attester(chain, journal, metrics, deployment.deploy_block, self._after_attest_pass,
                                  self.cfg.chain_retry_max_s, self.cfg.fault_pause, self.cfg.fault_pause_s,
-                                 self.cfg.max_pending_age_s, self.cfg.min_free_bytes, 3 * self.cfg.rpc_timeout_s + 1)
+                                 self.cfg.max_pending_age_s, self.cfg.min_free_bytes, 3 * self.cfg.rpc_timeout_s + 1,
+                                 quorum=self.quorum)
 
     # ── life cycle ──
 
     def start(self) -> None:
+        if self.quorum is not None:
+            self.quorum.start()
         self.attester.start()
         threading.Thread(target=self._prepare_evaluator, name="eval-warmup", daemon=True).start()
 
@@ -162,6 +178,8 @@ class VerifierNode:
         with self._tip_changed:
             self._tip_changed.notify_all()
         self.attester.stop()
+        if self.quorum is not None:
+            self.quorum.stop()
         self.evaluator.close()
         self.journal.close()
 
@@ -293,9 +311,14 @@ class VerifierNode:
             process_proof_shape(self.task, proof)
         self.metrics.phase.labels("shape").observe(time.perf_counter() - t0)
         proof_id = compute_proof_id(proof)
-        # The same proof twice is answered without recomputing it.
-        if self.journal.has_proof(proof_id):
+        # The same proof twice is answered without recomputing it (quorum mode: a proof this verifier
+        # co-signed may still be assembled here, should its first relayer have gone).
+        if self.journal.has_accepted_proof(proof_id) if self.quorum else self.journal.has_proof(proof_id):
             raise Refused(ServiceReason.DUPLICATE, "this proof was already accepted")
+        if self.quorum is not None:
+            # Blocks are also assembled by peers: a proof on a tip this node has not seen yet is checked
+            # against the chain's (and one on a tip gone is STALE before any signature is at stake).
+            self._tip_for(proof)
         self.process_position(proof)
         self.admit(client)
         try:
@@ -312,6 +335,8 @@ class VerifierNode:
         for phase, seconds in verdict.timings.items():
             self.metrics.phase.labels(phase).observe(seconds)
         verify_seconds = time.perf_counter() - t0
+        if self.quorum is not None:
+            return self._accept_quorum(self.quorum, tip, proof, proof_id, verdict, verify_seconds)
         with self._lock:
             # Two identical proofs may both have passed the cheap check above while verifying.
             if self.journal.get(verdict.block_hash) is not None or self.journal.has_proof(proof_id):
@@ -327,6 +352,131 @@ class VerifierNode:
         entry = self._wait_attested(verdict.block_hash, self.cfg.receipt_wait_s)
         return Accepted(verdict, entry.tx_hash if entry else None, entry.gas_used if entry else None, verify_seconds)
 
+    # ── quorum mode ──
+
+    def _accept_quorum(self, q: QuorumMember, tip: TipState, proof: AnyProof, proof_id: bytes, verdict: Verdict,
+                       verify_seconds: float) -> Accepted:
+        """Sign (durably), ask every peer to co-sign, and with t signatures make the block pending: the
+        attester relays it with submitBlockSigned. Fewer than t: QUORUM_UNAVAILABLE, nothing sent."""
+        if not isinstance(proof, SegmentProof):
+            raise WrongRules("a quorum deployment runs the chain-bound rules: send a segment")
+        h = verdict.header
+        with self._lock:
+            if self.journal.has_accepted_proof(proof_id):
+                raise Refused(ServiceReason.DUPLICATE, f"block 0x{verdict.block_hash.hex()} already accepted")
+            self.process_position(proof)
+            own = q.sign(h)  # the one-signature rule; recorded before it leaves the process
+            self._store_models(tip, proof, verdict)
+            self.journal.record_cosigned(verdict.block_hash, proof_id, h, verify_seconds)
+        signatures, refusals = q.collect(self.task.name, proof, own)
+        for refusal in refusals:
+            log.info("peer did not co-sign", extra={"block": verdict.block_hash.hex(), "detail": refusal})
+        t = q.signer_set.threshold
+        if len(signatures) < t:
+            raise Refused(ServiceReason.QUORUM_UNAVAILABLE,
+                          f"{len(signatures)} of {t} signatures for block 0x{verdict.block_hash.hex()}: "
+                          + "; ".join(refusals))
+        with self._lock:
+            self.journal.promote_pending(verdict.block_hash)
+            self.metrics.journal_depth.set(self.pending_count())
+        log.info("accepted", extra={"height": h.height, "block": verdict.block_hash.hex(), "miner": proof.miner.hex(),
+                                    "verify_s": round(verify_seconds, 4), "signatures": len(signatures)})
+        self.attester.wake()
+        entry = self._wait_attested(verdict.block_hash, self.cfg.receipt_wait_s)
+        return Accepted(verdict, entry.tx_hash if entry else None, entry.gas_used if entry else None, verify_seconds)
+
+    def cosign(self, proof: SegmentProof, requested: Signed) -> tuple[Signed, list[Signed]]:
+        """A peer's request: recompute the block from the proof alone and sign it only if this verifier's
+        own verdict is the requested header, and it signed no other header at that (height, redraw).
+        Returns this member's signature and every signature it holds at that (height, redraw)."""
+        q = self.quorum
+        if q is None:
+            raise Refused(ServiceReason.NOT_QUORUM, "this deployment has a single attester: nothing to co-sign")
+        h = requested.header
+        # The requester's signature must be a member's, over the header it claims.
+        if not q.observe(requested):
+            raise InvalidSignature(f"the requester's signature is not a signer-set member's over block "
+                                   f"0x{requested.block_hash.hex()}")
+        if (h.height, h.redraw, h.parent, h.miner, tuple(h.indices)) != (
+                proof.height, proof.redraw, proof.parent, proof.miner, tuple(proof.indices)):
+            raise InvalidHeader("the requested header is not this proof's (height, redraw, parent, miner or P differ)")
+        if q.sign_blindly:  # the test-only fault: sign whatever is asked
+            return q.sign(h), q.observed_at(h.height, h.redraw)
+        tip = self._tip_for(proof)
+        with self._verify_slots:
+            try:
+                verdict = self._verdict(tip, proof)
+            except EvaluationError as e:
+                raise Refused(ServiceReason.EVALUATION_FAILED, str(e)) from e
+        # Signs only its own result: a header that differs in any field is another block.
+        if verdict.block_hash != requested.block_hash:
+            raise InvalidHeader(f"this verifier's verdict is block 0x{verdict.block_hash.hex()}, not the requested "
+                                f"0x{requested.block_hash.hex()}")
+        with self._lock:
+            own = q.sign(verdict.header)
+            self._store_models(tip, proof, verdict)
+            self.journal.record_cosigned(verdict.block_hash, compute_proof_id(proof), verdict.header, 0.0)
+        q.observe(own)
+        return own, q.observed_at(h.height, h.redraw)
+
+    def _tip_for(self, proof: AnyProof) -> TipState:
+        """The tip a peer's proof builds on: this node may not have seen the chain move yet."""
+        tip = self.tip
+        if get_parent_link(proof) != tip.link:
+            self._after_attest_pass(self.chain.get_tip())
+            tip = self.tip
+        return tip
+
+    def _catch_up(self, tip: TipState) -> None:
+        """Fetch from peers the segments of the chain's blocks this store lacks (assembled by others, or
+        while this verifier was down), each checked against its header's segment root from the contract's
+        events; then replay to the tip, which checks every W and W' hash."""
+        if self.quorum is None or self.replay is None:
+            return
+        records = self.chain.get_blocks(self.deployment.deploy_block)
+        by_hash = {r.block_hash: r for r in records}
+        by_link = {r.link: r for r in records}
+        genesis = self.replay.genesis_block
+        missing = []
+        cur = by_hash.get(tip.block_hash)
+        while cur is not None and cur.block_hash != genesis and self.journal.get_segment(cur.block_hash) is None:
+            missing.append(cur)
+            cur = by_link.get(cur.header.parent)
+        for rec in reversed(missing):
+            parent = by_link.get(rec.header.parent)
+            parent_block = genesis if parent is None else parent.block_hash
+            segment = self._fetch_segment(self.quorum, rec.block_hash, rec.header.segment_root)
+            self.journal.record_caught_up(rec.block_hash, rec.header, rec.tx_hash, rec.link)
+            self.journal.record_segment(rec.block_hash, parent_block, segment, rec.header.weights_hash,
+                                        rec.header.new_weights_hash)
+            log.info("caught up", extra={"height": rec.header.height, "block": rec.block_hash.hex()})
+        if missing:
+            try:
+                self.replay.get_state(tip.header.new_weights_hash)
+            except ReplayError as e:
+                raise Refused(ServiceReason.UNKNOWN_MODEL, f"catch-up: {e}") from e
+
+    def _fetch_segment(self, q: QuorumMember, block_hash: bytes, segment_root: bytes) -> bytes:
+        errors = []
+        for peer in q.peers:
+            try:
+                b = peer.get_block(block_hash=block_hash, timeout=self.cfg.cosign_timeout_s)
+            except Exception as e:  # noqa: BLE001 - try the next peer
+                errors.append(f"{peer.target}: {e}")
+                continue
+            segment = bytes(b.segment)
+            root: bytes = b""
+            try:
+                root = compute_segment_root(decode_segment(segment))
+            except InvalidSegment:
+                pass
+            # The header on chain fixes the segment: a peer cannot hand out another one.
+            if root == segment_root:
+                return segment
+            errors.append(f"{peer.target}: its segment does not match the header's root")
+        raise Refused(ServiceReason.UNKNOWN_MODEL, f"no peer has the segment of block 0x{block_hash.hex()} "
+                      f"({'; '.join(errors) or 'no peers'})")
+
     def _verdict(self, tip: TipState, proof: AnyProof) -> Verdict:
         """The deployment's verdict. A proof for the other rule set is refused by pol_core (WRONG_RULES)."""
         if isinstance(proof, Proof):
@@ -338,9 +488,14 @@ class VerifierNode:
         if self.replay is None:
             raise WrongRules("this deployment uses the paper rules: a proof carries W, not a segment")
         parent_state = self.replay.get_state(tip.header.new_weights_hash)
+        if parent_state is None and self.quorum is not None:
+            self._catch_up(tip)  # the tip was assembled by others, or landed while this verifier was down
+            parent_state = self.replay.get_state(tip.header.new_weights_hash)
         if parent_state is None:
             raise Refused(ServiceReason.UNKNOWN_MODEL, f"this verifier cannot rebuild the tip's W' "
                           f"0x{tip.header.new_weights_hash.hex()} (attested by another verifier?)")
+        if self.quorum is not None and self.quorum.sign_blindly:  # the test-only fault: no rule is checked
+            return compute_blind_verdict(self.task, self._context(tip, proof), parent_state, proof)
         return compute_chain_bound_verdict(self.task, self._context(tip, proof), parent_state, proof,
                                            evaluator=self.evaluator)
 

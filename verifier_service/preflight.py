@@ -11,7 +11,7 @@ from pathlib import Path
 from pol_chain.client import ChainClient, ChainError, ChainUnavailable
 from pol_chain.deploy import Deployment, load_abi
 
-from .config import VerifierConfig
+from .config import ConfigError, VerifierConfig, parse_peers
 
 
 class PreflightError(Exception):
@@ -67,7 +67,14 @@ def check_chain(dep: Deployment, rpc_url: str, address: str, timeout: float) -> 
         if chain.get_code_size() == 0:
             raise PreflightError(f"deployment: no contract code at {dep.address} on {rpc_url} (was the chain "
                                  f"restarted without its state?); redeploy with `pol chain up` or `pol chain deploy`")
-        if not chain.is_attester(address):
+        if dep.quorum is not None:
+            members = chain.get_signer_set().signer_set
+            # Quorum mode: the key signs as a member (there is no single attester).
+            if bytes.fromhex(address[2:]) not in members.signers:
+                raise PreflightError(f"the key's address {address} is not a member of the contract's signer set "
+                                     f"({members.threshold} of {len(members.signers)}); use a member's key "
+                                     f"(--key-env/--keystore)")
+        elif not chain.is_attester(address):
             raise PreflightError(f"the key's address {address} is not the contract's attester; use the attester's "
                                  f"key (--key-env/--keystore) or rotate the attester (setAttester)")
     except ChainUnavailable as e:
@@ -98,6 +105,16 @@ def run_preflight(cfg: VerifierConfig, dep: Deployment, private_key: str) -> Non
     check_port_free("listen", host, port)
     if cfg.metrics_port:
         check_port_free("metrics_port", "127.0.0.1", cfg.metrics_port)
+    try:
+        peers = parse_peers(cfg.peers)
+    except ConfigError as e:
+        raise PreflightError(str(e)) from None
+    # Peers only mean something to a signer set; a quorum member without peers could never reach t > 1.
+    if peers and dep.quorum is None:
+        raise PreflightError("peers are set, but the deployment has a single attester (no signer set); drop --peers")
+    if dep.quorum is not None and len(peers) < dep.quorum.threshold - 1:
+        raise PreflightError(f"the deployment needs {dep.quorum.threshold} of {len(dep.quorum.signers)} signatures: "
+                             f"give the other verifiers' addresses with --peers HOST:PORT,...")
     address = check_key(private_key)
     check_disk(cfg.data_root, cfg.min_free_bytes)
     check_chain(dep, cfg.rpc_url or dep.rpc_url, address, cfg.rpc_timeout_s)

@@ -459,7 +459,8 @@ class VerifierServicer(pb_grpc.VerifierServicer):
             entry = await self._blocking(functools.partial(self.node.get_block, block_hash=request.block_hash))
         else:
             entry = await self._blocking(functools.partial(self.node.get_block, height=request.height))
-        if entry is None or entry.status not in ("pending", "attested"):
+        # A co-signed block too (quorum mode): a peer catching up fetches its segment before it lands.
+        if entry is None or entry.status not in ("pending", "attested", "cosigned"):
             raise Refused(ServiceReason.UNKNOWN_BLOCK, "no such block on the chain this verifier follows")
         h = entry.header
         return pb.Block(
@@ -533,11 +534,20 @@ class Server:
         handlers = {name: h._replace(request_deserializer=_tolerant(h.request_deserializer))
                     for name, h in capture.handlers.items()}
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+        from pol.v1 import quorum_pb2_grpc as qpb_grpc
+
+        from .quorum_service import SERVICE as QUORUM, QuorumServicer
+
+        capture = _Capture()
+        qpb_grpc.add_QuorumServicer_to_server(QuorumServicer(self.servicer), capture)
+        handlers = {name: h._replace(request_deserializer=_tolerant(h.request_deserializer))
+                    for name, h in capture.handlers.items()}
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(QUORUM, handlers),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         for name in ("", SERVICE):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         reflection.enable_server_reflection(
-            (pb.DESCRIPTOR.services_by_name["Verifier"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            (pb.DESCRIPTOR.services_by_name["Verifier"].full_name, QUORUM, health.SERVICE_NAME, reflection.SERVICE_NAME),
             self.server)
         try:
             port = self.server.add_insecure_port(addr)
