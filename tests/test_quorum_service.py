@@ -355,3 +355,18 @@ def test_a_signature_for_another_chain_id_is_refused(net, digits_cb):
         relayer.rpc("anvil_setChainId", [31337])
     r = net.dep.client(KEY).submit_block_signed(header, signatures)
     assert r.block_hash == compute_header_hash(header)
+
+
+def test_serve_refuses_a_key_outside_the_set_and_missing_peers(net, tmp_path):
+    """Rule: in quorum mode the key must be a member of the set on chain (not "the attester"), and a
+    member needs peers to reach t; each refusal is one line, before the task loads."""
+    base = [sys.executable, "-m", "pol_cli.main", "verifier", "serve", "--deployment", str(net.path),
+            "--data-root", str(tmp_path / "x"), "--listen", "127.0.0.1:0", "--key-env", "POL_MEMBER_KEY"]
+    peers = ["--peers", ",".join(m.addr for m in net.members[:2])]
+    outsider = subprocess.run(base + peers, capture_output=True, text=True, timeout=60,
+                              env=os.environ | {"POL_MEMBER_KEY": KEY})
+    assert outsider.returncode == 2
+    assert outsider.stderr.count("\n") == 1 and "is not a member of the contract's signer set" in outsider.stderr
+    alone = subprocess.run(base, capture_output=True, text=True, timeout=60,
+                           env=os.environ | {"POL_MEMBER_KEY": MEMBER_KEYS[0]})
+    assert alone.returncode == 2 and "--peers" in alone.stderr, alone.stderr

@@ -98,6 +98,7 @@ class QuorumMember:
         self._checked = threading.Event()  # the first round of health checks is done
         self._stop = threading.Event()
         self._pool = futures.ThreadPoolExecutor(max(2 * len(self.peers), 1), thread_name_prefix="peer")
+        self._health_pool = futures.ThreadPoolExecutor(max(len(self.peers), 1), thread_name_prefix="peer-health")
         self._thread = threading.Thread(target=self._watch_peers, name="peers", daemon=True)
 
     # ── life cycle and liveness ──
@@ -110,13 +111,14 @@ class QuorumMember:
         if self._thread.is_alive():
             self._thread.join(5)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._health_pool.shutdown(wait=False, cancel_futures=True)
         for p in self.peers:
             p.close()
 
     def _watch_peers(self) -> None:
         rounds = 0
         while not self._stop.is_set():
-            results = self._pool.map(lambda p: (p.target, p.answers(min(0.8, self.peer_check_s))), self.peers)
+            results = self._health_pool.map(lambda p: (p.target, p.answers(min(0.8, self.peer_check_s))), self.peers)
             for target, up in results:
                 if up != self._answering[target]:
                     log.info("peer %s", "answers" if up else "does not answer", extra={"peer": target})

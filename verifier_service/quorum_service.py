@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent import futures
 from typing import Any
 
 import grpc
@@ -20,8 +21,13 @@ SERVICE = "pol.v1.Quorum"
 
 class QuorumServicer(qpb_grpc.QuorumServicer):
     def __init__(self, verifier: VerifierServicer):
-        self.verifier = verifier  # its pools and verification slots are shared: a CoSign is a verification
+        self.verifier = verifier
         self.node = verifier.node
+        # Its own threads, and not SubmitProof's slots: a member whose slots all hold submissions waiting
+        # for co-signatures must still answer its peers' CoSign (else two members wait on each other).
+        # The recomputation itself takes one of the node's verification slots.
+        self.pool = futures.ThreadPoolExecutor(verifier.cfg.max_concurrent_verifications + 2,
+                                               thread_name_prefix="cosign")
 
     def _cosign(self, request: qpb.CoSignRequest) -> qpb.CoSignResponse:
         if self.node.quorum is None:
@@ -46,11 +52,7 @@ class QuorumServicer(qpb_grpc.QuorumServicer):
     @rejects
     async def CoSign(self, request: Any, context: grpc.aio.ServicerContext) -> qpb.CoSignResponse:
         request = decoded(request)
-        await self.verifier.verifying.acquire()  # the verification slots SubmitProof waits on too
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self.verifier.verify_pool, self._cosign, request)
-        finally:
-            self.verifier.verifying.release()
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self._cosign, request)
 
     def _evidence(self) -> qpb.ListEvidenceResponse:
         q = self.node.quorum
