@@ -54,6 +54,9 @@ class QuorumServicer(qpb_grpc.QuorumServicer):
         request = decoded(request)
         return await asyncio.get_running_loop().run_in_executor(self.pool, self._cosign, request)
 
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
     def _evidence(self) -> qpb.ListEvidenceResponse:
         q = self.node.quorum
         if q is None:

@@ -539,7 +539,8 @@ class Server:
         from .quorum_service import SERVICE as QUORUM, QuorumServicer
 
         capture = _Capture()
-        qpb_grpc.add_QuorumServicer_to_server(QuorumServicer(self.servicer), capture)
+        self.quorum = QuorumServicer(self.servicer)
+        qpb_grpc.add_QuorumServicer_to_server(self.quorum, capture)
         handlers = {name: h._replace(request_deserializer=_tolerant(h.request_deserializer))
                     for name, h in capture.handlers.items()}
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(QUORUM, handlers),))
@@ -574,6 +575,7 @@ class Server:
             except (asyncio.CancelledError, RuntimeError):
                 pass
         self.servicer.close()
+        self.quorum.close()
 
     def stop(self, grace: float | None) -> threading.Event:
         """Stop serving (in-flight calls get `grace` seconds); returns a set Event, as grpc.Server does."""
