@@ -16,14 +16,14 @@ import pytest
 from eth_account import Account
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from pol.client import Rejected, VerifierClient
+from pol.client import Rejected
 from pol.genesis import Genesis
 from pol.quorum_client import QuorumClient
 from pol.reasons import ServiceReason
 from pol_chain import NO_ATTESTER, InvalidSigner, deploy_chain
 from pol_chain.anvil import ANVIL_DEV_KEYS
-from pol_chain.process import spawn, terminate
-from pol_core.attestation import compute_block_digest, compute_quorum_signatures, compute_signature, make_signer_set
+from pol_chain.process import terminate
+from pol_core.attestation import compute_block_digest, compute_signature, make_signer_set
 from pol_core.chainbound import SegmentProof, compute_chain_bound_verdict
 from pol_core.header import compute_header_hash, decode_header
 from pol_core.types import Address, ConsensusError, Height, RedrawIndex, SampleIndex
@@ -36,7 +36,7 @@ from .helpers import KEY, MINER, mine_segment_on, submit_segment_found, wait_hea
 MEMBER_KEYS = [*ANVIL_DEV_KEYS[1:3], "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6"]
 ADDRESS = {k: bytes.fromhex(Account.from_key(k).address[2:]) for k in MEMBER_KEYS}
 SET = make_signer_set(list(ADDRESS.values()), 2)
-SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def free_port() -> int:
@@ -342,7 +342,8 @@ def test_a_signature_for_another_chain_id_is_refused(net, digits_cb):
     proof, header = verdict_of(net, found)
     resp = cosign_as(v0.key, v1, net, proof, header)  # v1 verifies and signs; v0's signature is built here
     digest = compute_block_digest(net.chain.get_domain(), compute_header_hash(header))
-    signatures = {ADDRESS[v0.key]: compute_signature(v0.key, digest), bytes(resp.signature.signer): bytes(resp.signature.signature)}
+    signatures = {ADDRESS[v0.key]: compute_signature(v0.key, digest),
+                  bytes(resp.signature.signer): bytes(resp.signature.signature)}
     for m in net.members:
         m.stop()  # no verifier sends anything while the chain id is changed
     relayer = net.dep.client(KEY)
@@ -370,3 +371,31 @@ def test_serve_refuses_a_key_outside_the_set_and_missing_peers(net, tmp_path):
     alone = subprocess.run(base, capture_output=True, text=True, timeout=60,
                            env=os.environ | {"POL_MEMBER_KEY": MEMBER_KEYS[0]})
     assert alone.returncode == 2 and "--peers" in alone.stderr, alone.stderr
+
+
+def test_the_journal_keeps_one_signature_per_height_and_redraw(tmp_path):
+    """Rule: one signature per (signer, height, redraw), durable (a reopened journal still refuses);
+    the same header again is no conflict; another redraw is a new round; others' pairs are evidence."""
+    from pol_core.header import Header
+    from pol_core.keccak import keccak256
+    from verifier_service.journal import Journal
+
+    me, other = ADDRESS[MEMBER_KEYS[0]], ADDRESS[MEMBER_KEYS[1]]
+    h = Header(keccak256(b"p"), 5, keccak256(b"t"), keccak256(b"w"), keccak256(b"w'"), (1, 2, 3, 4), 10, 11, 3,
+               b"\x11" * 20, segment_root=keccak256(b"s"))
+    h2, h_redraw = replace(h, new_weights_hash=keccak256(b"other")), replace(h, redraw=1)
+    j = Journal(tmp_path / "j.sqlite")
+    assert j.claim_signature(me, h, compute_header_hash(h), b"a" * 64) is None
+    assert j.claim_signature(me, h, compute_header_hash(h), b"a" * 64) is None  # a retry
+    j.close()
+    j = Journal(tmp_path / "j.sqlite")
+    assert j.claim_signature(me, h2, compute_header_hash(h2), b"b" * 64) == compute_header_hash(h)
+    assert j.claim_signature(me, h_redraw, compute_header_hash(h_redraw), b"c" * 64) is None
+    assert [r.block_hash for r in j.signatures_at(5, 0, me)] == [compute_header_hash(h)]
+    assert j.equivocations() == []
+    assert j.record_signature(other, h, compute_header_hash(h), b"d" * 64)
+    assert j.record_signature(other, h2, compute_header_hash(h2), b"e" * 64)
+    [(a, b)] = j.equivocations()
+    assert a.signer == b.signer == other
+    assert {a.block_hash, b.block_hash} == {compute_header_hash(h), compute_header_hash(h2)}
+    j.close()
