@@ -433,6 +433,10 @@ class ChainClient:
         with self._errors_translated():
             return len(self.w3.eth.get_code(self.address))
 
+    def get_attester(self) -> str:
+        """The single attester's address (the zero address on a quorum chain)."""
+        return str(self._call(self.contract.functions.attester()))
+
     def is_attester(self, address: str) -> bool:
         return bool(self._call(self.contract.functions.isAttester(Web3.to_checksum_address(address))))
 
