@@ -19,6 +19,7 @@ from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhaust
 from web3.logs import DISCARD
 from web3.types import RPCEndpoint
 
+from pol.genesis import signer_set_abi_tuple
 from pol_core.attestation import (
     Domain,
     Signature,
@@ -536,7 +537,7 @@ class ChainClient:
 
     def set_signer_set(self, signer_set: SignerSet) -> Receipt:
         """Owner only, while the bootstrap phase lasts: replace the signer set."""
-        return self._transact(self.contract.functions.setSignerSet(*signer_set_arguments(signer_set)))
+        return self._transact(self.contract.functions.setSignerSet(*signer_set_abi_tuple(signer_set)))
 
     def end_bootstrap(self) -> Receipt:
         """Owner only, for good: from now on only signed updates change the set."""
@@ -551,7 +552,7 @@ class ChainClient:
 
     def update_signer_set_packed(self, update: SignerSet, nonce: int, packed: bytes) -> Receipt:
         """The signed update with the contract's `signatures` argument as given (see pol_core.attestation)."""
-        return self._transact(self.contract.functions.updateSignerSet(*signer_set_arguments(update), nonce, packed))
+        return self._transact(self.contract.functions.updateSignerSet(*signer_set_abi_tuple(update), nonce, packed))
 
     def report_equivocation(self, a: Header, signature_a: Signature, b: Header, signature_b: Signature) -> Receipt:
         """Evidence that one member signed both headers (one height, one redraw index): it leaves the set,
@@ -600,6 +601,3 @@ def submission_arguments(header: Header) -> tuple[Any, ...]:
     sends, in the contract's order (it supplies parent, task and k itself)."""
     return header.as_abi_tuple()[3:]
 
-
-def signer_set_arguments(s: SignerSet) -> tuple[list[str], int]:
-    return [Web3.to_checksum_address(bytes(a)) for a in s.signers], s.threshold
