@@ -592,8 +592,16 @@ class ChainClient:
         return next((b for b in self.get_blocks(from_block) if b.link == link), None)
 
     def get_timestamp(self) -> int:
+        """The chain's time as a transaction sent now would see it: the pending block's timestamp. A node
+        that mines on demand (anvil) keeps `latest` at the last transaction's time, and judging a redraw by
+        that would keep it closed for as long as no block lands, which is exactly when it must open."""
         with self._errors_translated():
-            return int(self.w3.eth.get_block("latest")["timestamp"])
+            latest = int(self.w3.eth.get_block("latest")["timestamp"])
+            try:
+                pending = int(self.w3.eth.get_block("pending")["timestamp"])
+            except (Web3Exception, ValueError):  # a node without a pending block: the last one is the best bound
+                pending = latest
+            return max(latest, pending)
 
 
 def submission_arguments(header: Header) -> tuple[Any, ...]:
