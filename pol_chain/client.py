@@ -19,6 +19,7 @@ from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhaust
 from web3.logs import DISCARD
 from web3.types import RPCEndpoint
 
+from pol.genesis import signer_set_abi_tuple
 from pol_core.attestation import (
     Domain,
     Signature,
@@ -433,6 +434,10 @@ class ChainClient:
         with self._errors_translated():
             return len(self.w3.eth.get_code(self.address))
 
+    def get_attester(self) -> str:
+        """The single attester's address (the zero address on a quorum chain)."""
+        return str(self._call(self.contract.functions.attester()))
+
     def is_attester(self, address: str) -> bool:
         return bool(self._call(self.contract.functions.isAttester(Web3.to_checksum_address(address))))
 
@@ -532,7 +537,7 @@ class ChainClient:
 
     def set_signer_set(self, signer_set: SignerSet) -> Receipt:
         """Owner only, while the bootstrap phase lasts: replace the signer set."""
-        return self._transact(self.contract.functions.setSignerSet(*signer_set_arguments(signer_set)))
+        return self._transact(self.contract.functions.setSignerSet(*signer_set_abi_tuple(signer_set)))
 
     def end_bootstrap(self) -> Receipt:
         """Owner only, for good: from now on only signed updates change the set."""
@@ -547,7 +552,7 @@ class ChainClient:
 
     def update_signer_set_packed(self, update: SignerSet, nonce: int, packed: bytes) -> Receipt:
         """The signed update with the contract's `signatures` argument as given (see pol_core.attestation)."""
-        return self._transact(self.contract.functions.updateSignerSet(*signer_set_arguments(update), nonce, packed))
+        return self._transact(self.contract.functions.updateSignerSet(*signer_set_abi_tuple(update), nonce, packed))
 
     def report_equivocation(self, a: Header, signature_a: Signature, b: Header, signature_b: Signature) -> Receipt:
         """Evidence that one member signed both headers (one height, one redraw index): it leaves the set,
@@ -587,8 +592,16 @@ class ChainClient:
         return next((b for b in self.get_blocks(from_block) if b.link == link), None)
 
     def get_timestamp(self) -> int:
+        """The chain's time as a transaction sent now would see it: the pending block's timestamp. A node
+        that mines on demand (anvil) keeps `latest` at the last transaction's time, and judging a redraw by
+        that would keep it closed for as long as no block lands, which is exactly when it must open."""
         with self._errors_translated():
-            return int(self.w3.eth.get_block("latest")["timestamp"])
+            latest = int(self.w3.eth.get_block("latest")["timestamp"])
+            try:
+                pending = int(self.w3.eth.get_block("pending")["timestamp"])
+            except (Web3Exception, ValueError):  # a node without a pending block: the last one is the best bound
+                pending = latest
+            return max(latest, pending)
 
 
 def submission_arguments(header: Header) -> tuple[Any, ...]:
@@ -596,6 +609,3 @@ def submission_arguments(header: Header) -> tuple[Any, ...]:
     sends, in the contract's order (it supplies parent, task and k itself)."""
     return header.as_abi_tuple()[3:]
 
-
-def signer_set_arguments(s: SignerSet) -> tuple[list[str], int]:
-    return [Web3.to_checksum_address(bytes(a)) for a in s.signers], s.threshold

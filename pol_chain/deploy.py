@@ -16,6 +16,8 @@ from pol.genesis import (
     signer_set_to_json,
 )
 
+from pol_core.rulesets import RuleSet
+
 from .anvil import CHECKOUT_ROOT
 from .client import ChainClient, ChainError, errors_translated
 
@@ -100,6 +102,11 @@ def deploy_chain(rpc_url: str, private_key: str, task_name: str, genesis: Genesi
     # The contract refuses the mix too; saying it here names the fix.
     if quorum is not None and genesis.attester != NO_ATTESTER:
         raise ChainError("a quorum deployment has no single attester: build its genesis with attester=NO_ATTESTER")
+    # Paper rules have no redraw: if the verifiers' one signature per height splits over several valid
+    # headers, no header reaches t and the chain halts for good (PROTOCOL §12).
+    if quorum is not None and genesis.rules is not RuleSet.CHAIN_BOUND:
+        raise ChainError(f"a quorum needs the chain-bound rules, not {genesis.rules.value}: without a redraw of R, "
+                         "a vote split between valid blocks would halt the chain")
 
     art = load_artifact()
     w3 = Web3(Web3.HTTPProvider(rpc_url))

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import IO, Callable, Sequence
+from typing import IO, Callable, Mapping, Sequence
 
 PR_SET_PDEATHSIG = 1
 
@@ -32,7 +32,8 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None]:
 
 def spawn(cmd: Sequence[str], *, stdout: int | IO[bytes] | IO[str] | None = subprocess.DEVNULL,
           stderr: int | IO[bytes] | IO[str] | None = subprocess.STDOUT, detached: bool = False,
-          cwd: str | Path | None = None, text: bool = False) -> subprocess.Popen[bytes] | subprocess.Popen[str]:
+          cwd: str | Path | None = None, text: bool = False,
+          env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes] | subprocess.Popen[str]:
     """Start `cmd` in its own process group, tied to this process's life unless `detached`."""
     tie = not detached and sys.platform == "linux"
     # The death signal follows the forking thread, so a child forked by a worker thread would die
@@ -40,6 +41,7 @@ def spawn(cmd: Sequence[str], *, stdout: int | IO[bytes] | IO[str] | None = subp
     if tie and threading.current_thread() is not threading.main_thread():
         raise RuntimeError("spawn a tied child from the main thread")
     return subprocess.Popen(list(cmd), stdout=stdout, stderr=stderr, cwd=cwd, text=text, start_new_session=True,
+                            env=None if env is None else {**os.environ, **env},
                             preexec_fn=_die_with_parent(os.getpid()) if tie else None)
 
 

@@ -14,6 +14,16 @@ def address(text: str) -> bytes:
     return bytes.fromhex(raw)
 
 
+def address_list(text: str) -> list[bytes]:
+    """Comma-separated addresses, none twice."""
+    items = [address(part.strip()) for part in text.split(",") if part.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("want at least one address")
+    if len(set(items)) != len(items):
+        raise argparse.ArgumentTypeError(f"{text!r} names an address twice")
+    return items
+
+
 def task_name(text: str) -> str:
     from pol_core.tasks import TASK_NAMES
 
@@ -47,6 +57,16 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
     return value
+
+
+def verifier_count(text: str) -> int:
+    """A local network's verifiers: each takes one of anvil's funded dev accounts."""
+    from pol_chain.anvil import ANVIL_DEV_KEYS
+
+    n = positive_int(text)
+    if n > len(ANVIL_DEV_KEYS):
+        raise argparse.ArgumentTypeError(f"at most {len(ANVIL_DEV_KEYS)} verifiers (anvil's funded dev accounts)")
+    return n
 
 
 def positive_float(text: str) -> float:

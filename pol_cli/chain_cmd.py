@@ -51,6 +51,18 @@ def check_task_args(args: argparse.Namespace) -> None:
     process_task_args_check(args.task, getattr(args, "data_dir", None), getattr(args, "rules", None))
 
 
+def check_quorum_args(rules: str, signers: int, threshold: int | None) -> None:
+    """What a quorum's arguments must satisfy (`signers` = 0: no quorum), checked before anything starts;
+    pol_chain.deploy refuses the same deployments, this names the flags."""
+    if threshold is not None and signers == 0:
+        raise UserError("--threshold needs a quorum (pol chain: --signers; pol demo: --verifiers N, N > 1)")
+    if signers and rules == "paper":
+        raise UserError("a quorum needs --rules chain-bound: the paper rules have no redraw of R, so a vote split "
+                        "between valid blocks would halt the chain")
+    if threshold is not None and threshold > signers:
+        raise UserError(f"--threshold {threshold} exceeds the {signers} signers")
+
+
 def load_deployment(path: str | Path) -> Deployment:
     from pol_chain.deploy import Deployment
 
@@ -69,15 +81,31 @@ def build_genesis(task: Task, attester: str, owner: str, difficulty: int | None,
 
 def deploy_task(task: Task, rpc_url: str, key: str, difficulty: int | None, target_block_time: int,
                 half_life: int | None = None, redraw_after: int | None = None, attester: str | None = None,
-                owner: str | None = None) -> Deployment:
-    """Deploy PoLChain with `task`'s genesis and rule set; attester and owner default to the deploying key."""
+                owner: str | None = None, signers: list[bytes] | None = None, threshold: int | None = None
+                ) -> Deployment:
+    """Deploy PoLChain with `task`'s genesis and rule set; attester and owner default to the deploying key.
+    With `signers`, a quorum chain instead: blocks need `threshold` of their signatures, and no attester."""
     from eth_account import Account
 
     from pol_chain.deploy import deploy_chain
 
     me = Account.from_key(key).address
+    quorum = None
+    if signers:
+        from pol.genesis import NO_ATTESTER
+        from pol_core.attestation import InvalidSignerSet, make_signer_set
+
+        if attester:
+            raise UserError("--attester and --signers exclude each other: a quorum chain has no single attester")
+        try:
+            quorum = make_signer_set(signers, threshold or len(signers) // 2 + 1)
+        except InvalidSignerSet as e:
+            raise UserError(f"--signers/--threshold: {e}") from None
+        attester = NO_ATTESTER
+    elif threshold is not None:
+        raise UserError("--threshold needs --signers: the threshold is of the signer set")
     genesis = build_genesis(task, attester or me, owner or me, difficulty, target_block_time, half_life, redraw_after)
-    return deploy_chain(rpc_url, key, task.name, genesis)
+    return deploy_chain(rpc_url, key, task.name, genesis, quorum=quorum)
 
 
 def cmd_genesis(args: argparse.Namespace) -> int:
@@ -113,6 +141,7 @@ def cmd_genesis(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     check_task_args(args)
+    check_quorum_args(args.rules, len(args.signers or ()), args.threshold)
     from pol_core.portable import pin_cpu_dispatch
 
     pin_cpu_dispatch()  # the genesis count c0 = accuracy(W0, E) is consensus arithmetic
@@ -130,9 +159,11 @@ def cmd_up(args: argparse.Namespace) -> int:
             old = Deployment.load(dep_path)
             client = old.client(rpc_url=anvil.url)
             if client.w3.eth.get_code(client.address):
-                reuse = Deployment(anvil.url, old.chain_id, old.address, old.deploy_block, old.task, old.genesis)
+                reuse = Deployment(anvil.url, old.chain_id, old.address, old.deploy_block, old.task, old.genesis,
+                                   old.quorum)
         dep = reuse or deploy_task(load_task(args.task, args.data_dir, rules=args.rules), anvil.url, resolve_key(args),
-                                   args.difficulty, args.target_block_time, args.half_life, args.redraw_after)
+                                   args.difficulty, args.target_block_time, args.half_life, args.redraw_after,
+                                   signers=args.signers, threshold=args.threshold)
         dep.save(dep_path)
         print(f"anvil      {anvil.url} (pid {anvil.proc.pid if anvil.proc else '?'})")
         print(f"contract   {dep.address} ({'resumed from state' if reuse else 'deployed'})")
@@ -153,6 +184,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Deploy to any EVM JSON-RPC endpoint; the key comes from --key-env or --keystore."""
     check_task_args(args)
+    check_quorum_args(args.rules, len(args.signers or ()), args.threshold)
     from pol_chain.client import get_chain_id
     from pol_core.portable import pin_cpu_dispatch
     from pol_core.tasks import load_task
@@ -160,7 +192,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     key = resolve_key(args, get_chain_id(args.rpc_url))  # an unreachable node fails before torch loads
     pin_cpu_dispatch()  # the genesis count c0 = accuracy(W0, E) is consensus arithmetic
     dep = deploy_task(load_task(args.task, args.data_dir, rules=args.rules), args.rpc_url, key, args.difficulty,
-                      args.target_block_time, args.half_life, args.redraw_after, args.attester, args.owner)
+                      args.target_block_time, args.half_life, args.redraw_after, args.attester, args.owner,
+                      args.signers, args.threshold)
     dep.save(args.deployment)
     print(f"contract {dep.address} on chain {dep.chain_id}; deployment written to {args.deployment}")
     return 0
@@ -180,6 +213,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"tip correct        {c.get_tip_correct()}")
     print(f"difficulty k       {tip.difficulty}")
     print(f"next R             {c.get_next_requirements()}")
+    if c.is_quorum():
+        from eth_utils.address import to_checksum_address
+
+        info = c.get_signer_set()
+        s = info.signer_set
+        print(f"attestation        quorum: {s.threshold} of {len(s.signers)} signatures per block "
+              f"(set nonce {info.nonce}, owner bootstrap {'open' if info.bootstrap else 'ended'})")
+        for a in s.signers:
+            print(f"  signer           {to_checksum_address(bytes(a))}")
+    else:
+        print(f"attestation        single attester {c.get_attester()}")
     return 0
 
 
@@ -197,6 +241,14 @@ def cmd_blocks(args: argparse.Namespace) -> int:
 def add_rules_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rules", choices=RULE_SETS, default=DEFAULT_RULES,
                    help=f"rule set (default {DEFAULT_RULES}; 'paper' for the paper's rules as printed)")
+
+
+def add_quorum_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--signers", type=types.address_list,
+                   help="comma-separated addresses: a quorum chain, blocks need --threshold of their signatures "
+                        "(chain-bound rules only)")
+    p.add_argument("--threshold", type=types.positive_int,
+                   help="signatures a block needs (default: a majority of --signers)")
 
 
 def add_genesis_args(p: argparse.ArgumentParser, target_block_time: int = 5) -> None:
@@ -224,6 +276,7 @@ def register(sub: Any) -> None:
     up.add_argument("--port", type=int, default=8545)
     up.add_argument("--state", help="anvil --state file, so the local chain survives restarts")
     add_genesis_args(up)
+    add_quorum_args(up)
     up.add_argument("--deployment", default=DEFAULT_DEPLOYMENT)
     up.add_argument("--detach", action="store_true",
                     help="deploy and leave anvil running after this command exits (the only child that outlives it)")
@@ -234,7 +287,9 @@ def register(sub: Any) -> None:
     add_task_args(dp)
     add_genesis_args(dp)
     dp.add_argument("--attester", help="address of the verifier's key (default: the deployer)")
-    dp.add_argument("--owner", help="address that may rotate the attester (default: the deployer)")
+    dp.add_argument("--owner", help="address that may rotate the attester, or change the signer set until it ends "
+                                    "the bootstrap (default: the deployer)")
+    add_quorum_args(dp)
     dp.add_argument("--deployment", default=DEFAULT_DEPLOYMENT)
     add_key_args(dp)
     dp.set_defaults(func=cmd_deploy)

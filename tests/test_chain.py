@@ -1,5 +1,6 @@
 """The contract on a real anvil, through the Python bridge, under both rule sets."""
 import random
+import time
 from dataclasses import replace
 
 import pytest
@@ -177,6 +178,18 @@ def test_tip_context_for_the_chain_bound_verdict(chain_cb, deployed_cb):
     assert ctx.header == h and ctx.link == r.link == tip.link
     assert (ctx.difficulty, ctx.time, ctx.redraw_after) == (tip.difficulty, tip.time, 60)
     assert ctx.chain_time >= ctx.time
+
+
+def test_chain_time_is_the_next_blocks(chain_cb, deployed_cb):
+    """anvil mines on demand: `latest` keeps the last transaction's time, while a transaction sent now lands
+    at now. A redraw opens by the chain's time, so the verifier must read the time the next block will carry,
+    or a quiet chain would keep every redraw closed (the quorum demo on a busy machine stalled on this)."""
+    last = int(chain_cb.w3.eth.get_block("latest")["timestamp"])
+    time.sleep(2.1)
+    seen = chain_cb.get_timestamp()
+    assert seen >= last + 2
+    chain_cb.submit_block(next_header(chain_cb, deployed_cb))
+    assert int(chain_cb.w3.eth.get_block("latest")["timestamp"]) >= seen
 
 
 def test_redraw_requirements_use_the_redraw_seed(chain_cb, digits_cb):

@@ -92,6 +92,15 @@ def bad_inputs(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("bad device", ["mine", "--device", "tpu", "--miner", ADDRESS], "not a device"),
         ("unknown mode", ["mine", "--mode", "greedy", "--miner", ADDRESS], "'fast', 'faithful', 'guided'"),
         ("unknown mode (demo)", ["demo", "--mode", "greedy"], "invalid choice: 'greedy'"),
+        ("quorum under paper rules (demo)", ["demo", "--verifiers", "3", "--rules", "paper"],
+         "a quorum needs --rules chain-bound"),
+        ("quorum under paper rules (deploy)", ["chain", "deploy", "--rpc-url", f"http://{dead}", "--rules", "paper",
+                                               "--signers", f"{ADDRESS},0x{'cd' * 20}"], "no redraw of R"),
+        ("threshold without a quorum", ["demo", "--threshold", "2"], "--threshold needs a quorum"),
+        ("threshold above the set", ["demo", "--verifiers", "3", "--threshold", "4"], "exceeds the 3 signers"),
+        ("too many local verifiers", ["demo", "--verifiers", "11"], "at most 10 verifiers"),
+        ("signer named twice", ["chain", "deploy", "--rpc-url", f"http://{dead}", "--signers", f"{ADDRESS},{ADDRESS}"],
+         "names an address twice"),
     ]
 
 

@@ -1,4 +1,5 @@
-"""`pol demo` end to end: 3 blocks, CSV against the chain, a PNG, `pol audit`, nothing left running."""
+"""`pol demo` end to end: 3 blocks, CSV against the chain, a PNG, `pol audit`, nothing left running; with one
+verifier, and with a 2-of-3 quorum of verifiers (every block then needs two members' signatures on chain)."""
 from __future__ import annotations
 
 import json
@@ -15,13 +16,14 @@ from pol_cli.report import read_csv
 from .helpers import is_alive
 
 
-@pytest.mark.parametrize("rules", ["chain-bound", "paper"])
-def test_demo_three_blocks(tmp_path, rules):
+@pytest.mark.parametrize("rules,verifiers", [("chain-bound", 1), ("paper", 1), ("chain-bound", 3)])
+def test_demo_three_blocks(tmp_path, rules, verifiers):
     out = tmp_path / "results"
     dep_path = tmp_path / "deployment.json"
     demo = subprocess.Popen(
         [sys.executable, "-m", "pol_cli.main", "demo", "--blocks", "3", "--out", str(out), "--deployment", str(dep_path),
-         "--workdir", str(tmp_path / "work"), "--timeout", "600", "--keep-running", "--rules", rules],
+         "--workdir", str(tmp_path / "work"), "--timeout", "600", "--keep-running", "--rules", rules,
+         *(["--verifiers", str(verifiers), "--threshold", "2"] if verifiers > 1 else [])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     deadline = time.monotonic() + 700
@@ -41,6 +43,10 @@ def test_demo_three_blocks(tmp_path, rules):
         dep = Deployment.load(dep_path)
         blocks = dep.client().get_blocks(dep.deploy_block)
         assert len(blocks) >= 4 and dep.genesis.rules.value == rules
+        client = dep.client()
+        assert client.is_quorum() == (verifiers > 1)
+        if verifiers > 1:  # a quorum chain takes only blocks that two of the three members signed
+            assert client.get_signer_set().signer_set.threshold == 2 and len(info["verifiers"]) == 3
         if rules == "chain-bound":  # the tip never loses accuracy, and every block carries its segment root
             tips = [b.header.correct_after for b in blocks]
             assert tips == sorted(tips) and tips[-1] > tips[0]
@@ -52,10 +58,12 @@ def test_demo_three_blocks(tmp_path, rules):
             if int(row["height"]) > 0:
                 assert row["miner"] == "0x" + b.header.miner.hex() and row["tx_hash"] == b.tx_hash
                 assert int(row["correct_before"]) == b.header.correct_before
-        audit = subprocess.run([sys.executable, "-m", "pol_cli.main", "audit", "--deployment", str(dep_path),
-                                "--verifier", info["verifier"]], capture_output=True, text=True, timeout=300)
-        assert audit.returncode == 0, audit.stdout + audit.stderr
-        assert audit.stdout.count(" OK ") == len(blocks) - 1
+        # Every member serves the chain's models, whoever relayed each block.
+        for addr in info.get("verifiers", [info["verifier"]]):
+            audit = subprocess.run([sys.executable, "-m", "pol_cli.main", "audit", "--deployment", str(dep_path),
+                                    "--verifier", addr], capture_output=True, text=True, timeout=300)
+            assert audit.returncode == 0, addr + audit.stdout + audit.stderr
+            assert audit.stdout.count(" OK ") == len(blocks) - 1
     finally:
         demo.send_signal(signal.SIGINT)  # Ctrl-C
         demo.wait(60)
