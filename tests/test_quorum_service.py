@@ -3,6 +3,7 @@ chain-bound digits-cnn), proofs mined in-process. Each test names the rule it br
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -288,6 +289,25 @@ def bad_proof(net: Network, found, tries: int = 50):
     raise RuntimeError("no rule-breaking P found")
 
 
+def test_a_hung_member_does_not_hold_up_blocks(net):
+    """Rule: the relayer sends as soon as it holds t signatures. A member that keeps its connections open
+    but never answers (SIGSTOP) would otherwise delay every block by the CoSign deadline (20 s)."""
+    v0, v1, v2 = net.members
+    assert v2.proc is not None
+    os.kill(v2.proc.pid, signal.SIGSTOP)
+    try:
+        tip, found = net.mine(v0, seed=31)
+        t0 = time.monotonic()
+        with v0.client() as c:
+            resp = submit_segment_found(c, net.task, tip, found)
+        waited = time.monotonic() - t0
+        assert resp.attested, resp
+        assert waited < 15, f"the block waited {waited:.1f}s for a member that never answers"
+    finally:
+        os.kill(v2.proc.pid, signal.SIGCONT)
+    assert wait_until(lambda: not degraded(v2), timeout=30)
+
+
 def test_a_member_signing_blindly_is_caught_and_removed(net, digits_cb):
     """Rules: a co-signer signs only its own verdict (a bad block never gets t signatures); every member's
     signature seen is kept, and two over one (height, redraw) are evidence that removes the signer."""
@@ -310,6 +330,9 @@ def test_a_member_signing_blindly_is_caught_and_removed(net, digits_cb):
     with v0.client() as c:
         resp = submit_segment_found(c, digits_cb, c.get_tip(), found)
         assert resp.attested
+        # The relayer stops waiting once it holds t signatures; the third answer, and the evidence it
+        # carries, may come just after.
+        assert wait_until(lambda: len(c.list_evidence()) == 1)
         evidence = c.list_evidence()
     assert len(evidence) == 1
     a, b = (decode_header(bytes(x.header)) for x in (evidence[0].a, evidence[0].b))

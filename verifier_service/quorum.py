@@ -9,10 +9,12 @@ kept; two by one signer over different headers at one (height, redraw) are equiv
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from concurrent import futures
 from dataclasses import dataclass
+from typing import Callable
 
 from pol.client import Rejected, VerifierUnavailable
 from pol.quorum_client import QuorumClient
@@ -200,23 +202,22 @@ class QuorumMember:
     # ── asking peers ──
 
     def collect(self, task: str, proof: SegmentProof, own: Signed) -> tuple[dict[bytes, bytes], list[str]]:
-        """CoSign on every peer at once, each bounded by the CoSign deadline. Returns the members'
-        signatures over own's block (own included) and, per peer that did not sign, why."""
+        """CoSign on every peer at once, each bounded by the CoSign deadline, until the set's threshold of
+        signatures over own's block is held: a hung peer must not hold up a block the others already
+        signed. Answers that come later are still read, for the evidence they carry. Returns the members'
+        signatures over own's block (own included) and, per peer that did not sign by then, why."""
         msg = proof_message(task, proof)
 
         def ask(peer: QuorumClient) -> qpb.CoSignResponse:
             return peer.cosign(msg, own.block_hash, own.message(), self.cosign_timeout_s,
                                wait_for_ready=self._answering.get(peer.target, False))
 
-        jobs = {self._pool.submit(ask, p): p.target for p in self.peers}
-        refusals: list[str] = []
-        for fut in futures.as_completed(jobs):
-            target = jobs[fut]
+        def read(target: str, fut: futures.Future[qpb.CoSignResponse]) -> str | None:
+            """Keep what the answer carries; the refusal, if the peer did not sign own's block."""
             try:
                 resp = fut.result()
             except (Rejected, VerifierUnavailable) as e:
-                refusals.append(f"{target}: {e}")
-                continue
+                return f"{target}: {e}"
             for m in list(resp.observed) + [resp.signature]:
                 try:
                     self.observe(signed_from_message(m))
@@ -227,5 +228,28 @@ class QuorumMember:
             except ConsensusError:
                 theirs = None
             if theirs is None or theirs.block_hash != own.block_hash:
-                refusals.append(f"{target}: its signature is not over block 0x{own.block_hash.hex()}")
+                return f"{target}: its signature is not over block 0x{own.block_hash.hex()}"
+            return None
+
+        jobs = {self._pool.submit(ask, p): p.target for p in self.peers}
+        waiting = set(jobs)
+        refusals: list[str] = []
+        for fut in futures.as_completed(jobs):
+            waiting.discard(fut)
+            refusal = read(jobs[fut], fut)
+            if refusal is not None:
+                refusals.append(refusal)
+            if len(self.signatures_for(own.block_hash)) >= self.signer_set.threshold:
+                break
+        for fut in waiting:
+            fut.add_done_callback(functools.partial(self._read_late, read, jobs[fut]))
+        refusals += [f"{jobs[f]}: no answer yet" for f in waiting]
         return self.signatures_for(own.block_hash), refusals
+
+    @staticmethod
+    def _read_late(read: Callable[[str, futures.Future[qpb.CoSignResponse]], str | None], target: str,
+                   fut: futures.Future[qpb.CoSignResponse]) -> None:
+        try:
+            read(target, fut)
+        except Exception:  # noqa: BLE001 - a late answer must not kill the pool's thread
+            log.exception("reading a late CoSign answer")
