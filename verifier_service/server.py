@@ -442,7 +442,10 @@ class VerifierServicer(pb_grpc.VerifierServicer):
     def _is_canonical_model(self, model_hash: bytes) -> bool:
         """Genesis, or W or W' of a block on the chain (or waiting for its receipt): never a model only
         a rolled-back block named."""
-        if model_hash == self.node.task.genesis_hash:
+        tip = self.node.tip.header
+        # The tip is canonical by definition. The row of a tip this node co-signed or caught up on is
+        # marked attested only at the attester's next pass, and a miner asks for the tip's W' at once.
+        if model_hash in (self.node.task.genesis_hash, tip.weights_hash, tip.new_weights_hash):
             return True
         return any(model_hash in (e.header.weights_hash, e.header.new_weights_hash)
                    for e in self.node.journal.with_status("attested", "pending"))
