@@ -46,6 +46,9 @@ class VerifierConfig:
     # Test-set evaluation processes: 0 = in-process; None = one per core (in-process where the whole
     # test set is one eval batch, as for digits-cnn: there is nothing to shard).
     eval_workers: int | None = None
+    # Verdict processes (verifier_service.verdicts), so the event loop never waits behind a verdict for
+    # the interpreter: None = max_concurrent_verifications of them where evaluation is in-process; 0 = off.
+    verdict_workers: int | None = None
     ray_address: str | None = None  # evaluate on this Ray cluster instead ([verifier.ray] address)
     ray_actors: int | None = None  # Ray actors; None = one per CPU of the cluster ([verifier.ray] actors)
     # Fault injection for crash tests: pause the attester "before_send" or "after_send".
