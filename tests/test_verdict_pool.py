@@ -106,8 +106,8 @@ def test_a_worker_with_another_task_is_refused(digits_cb):
 
 def test_a_killed_worker_costs_one_retryable_refusal(digits, paper_pool, honest):
     proof, parent, parent_hash, _ = honest
-    executor = paper_pool._executor()
-    for pid in list(executor._processes):  # type: ignore[attr-defined]
+    paper_pool.prepare()
+    for pid in paper_pool.pids():
         os.kill(pid, signal.SIGKILL)
     with pytest.raises(EvaluationError, match="died"):
         paper_pool.paper(parent, parent_hash, 1, proof, None)
