@@ -314,7 +314,7 @@ def test_chain_down_then_up(digits, tmp_path):
         server, gport = create_server(node, "127.0.0.1:0")
         node.start()
         server.start()
-        client = VerifierClient(f"127.0.0.1:{gport}")
+        client = VerifierClient(f"127.0.0.1:{gport}", retry=None)  # the refusal itself, not its retries
         health = health_pb2_grpc.HealthStub(client.channel)
         tip = client.get_tip()
         found = mine_on(digits, tip)
