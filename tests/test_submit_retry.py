@@ -102,3 +102,4 @@ def test_a_refusal_on_the_merits_is_not_retried(digits, anvil, tmp_path):
     finally:
         server.stop(0)
         node.stop()
+
