@@ -43,6 +43,12 @@ CREATE TABLE IF NOT EXISTS segments (
   w_new BLOB NOT NULL              -- hash of W'
 );
 CREATE INDEX IF NOT EXISTS segments_w ON segments(w);
+-- The models (W and W') each block names, so GetModel's canonical check is an index look-up.
+CREATE TABLE IF NOT EXISTS block_models (
+  model BLOB NOT NULL,
+  hash BLOB NOT NULL,
+  PRIMARY KEY (model, hash)
+);
 CREATE INDEX IF NOT EXISTS segments_w_new ON segments(w_new);
 """
 
@@ -77,6 +83,15 @@ class Journal:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
+        self._index_models()
+
+    def _index_models(self) -> None:
+        """Blocks journaled before block_models existed get their rows now (once: O(blocks) at open)."""
+        rows = self._db.execute("SELECT hash, header FROM blocks WHERE hash NOT IN (SELECT hash FROM block_models)").fetchall()
+        for block_hash, blob in rows:
+            h = decode_header(bytes(blob))
+            self._db.executemany("INSERT OR IGNORE INTO block_models VALUES (?,?)",
+                                 [(h.weights_hash, block_hash), (h.new_weights_hash, block_hash)])
 
     def record_pending(self, block_hash: bytes, proof_id: bytes, header: Header, verify_seconds: float) -> None:
         with self._lock:
@@ -85,6 +100,16 @@ class Journal:
                 (block_hash, header.height, header.parent, proof_id, compute_header_encoding(header), time.time(),
                  verify_seconds),
             )
+            self._db.executemany("INSERT OR IGNORE INTO block_models VALUES (?,?)",
+                                 [(header.weights_hash, block_hash), (header.new_weights_hash, block_hash)])
+
+    def is_canonical_model(self, model_hash: bytes) -> bool:
+        """Whether `model_hash` is W or W' of a block that is attested or pending (an index look-up)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM block_models m JOIN blocks b ON b.hash = m.hash "
+                "WHERE m.model=? AND b.status IN ('attested', 'pending') LIMIT 1", (model_hash,)).fetchone()
+        return row is not None
 
     def mark_attested(self, block_hash: bytes, tx_hash: str, gas_used: int | None, link: bytes) -> None:
         with self._lock:

@@ -459,10 +459,7 @@ class VerifierServicer(pb_grpc.VerifierServicer):
     def _is_canonical_model(self, model_hash: bytes) -> bool:
         """Genesis, or W or W' of a block on the chain (or waiting for its receipt): never a model only
         a rolled-back block named."""
-        if model_hash == self.node.task.genesis_hash:
-            return True
-        return any(model_hash in (e.header.weights_hash, e.header.new_weights_hash)
-                   for e in self.node.journal.with_status("attested", "pending"))
+        return model_hash == self.node.task.genesis_hash or self.node.journal.is_canonical_model(model_hash)
 
     @rejects
     async def GetBlock(self, request: Any, context: grpc.aio.ServicerContext) -> pb.Block:
