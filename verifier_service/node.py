@@ -296,7 +296,8 @@ class VerifierNode:
 
     def _submit(self, proof: AnyProof, client: str) -> Accepted:
         t0 = time.perf_counter()
-        if isinstance(proof, Proof):
+        # A verdict worker checks the shape first thing (compute_verdict): this process need not.
+        if isinstance(proof, Proof) and self.verdicts is None:
             process_proof_shape(self.task, proof)
         self.metrics.phase.labels("shape").observe(time.perf_counter() - t0)
         proof_id = compute_proof_id(proof)
