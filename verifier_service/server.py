@@ -318,8 +318,10 @@ class VerifierServicer(pb_grpc.VerifierServicer):
         async def next_message() -> Any:
             timeout = min(self.cfg.upload_idle_s, deadline - loop.time())
             try:
-                return decoded(await asyncio.wait_for(it.__anext__(), timeout=max(timeout, 0.0)))
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(max(timeout, 0.0)):  # no task per message, unlike wait_for
+                    msg = await it.__anext__()
+                return decoded(msg)
+            except TimeoutError:
                 what = "idle" if timeout >= self.cfg.upload_idle_s else "past its total deadline"
                 raise Refused(ServiceReason.UPLOAD_TIMEOUT,
                               f"the upload went {what} ({self.cfg.upload_idle_s:g} s idle, "
@@ -390,6 +392,7 @@ class VerifierServicer(pb_grpc.VerifierServicer):
         # A block accepted now could not reach the chain: say so instead of a hollow OK.
         if problems:
             raise Refused(ServiceReason.DEGRADED, "; ".join(problems))
+        self._check_queue(1)  # a full queue refuses any proof: before a message is read
         h, ticket, blob, cost = await self._read_upload(request_iterator.__aiter__(), context)
         try:
             self._check_queue(cost)
