@@ -6,8 +6,8 @@ mostly Python and torch calls that hold the interpreter lock in short slices; ru
 serving process, it makes every RPC wait behind it. Each worker here is a separate process that
 runs the same rule (pol_core.verify.compute_verdict, pol_core.chainbound.compute_chain_bound_verdict),
 with the same set-up as the verifier: pinned CPU dispatch before its first tensor operation,
-deterministic mode, one thread. It loads the task once, proves at start-up that its settings and its
-task are the node's, and stays warm. States cross the process boundary as safetensors bytes, which
+deterministic mode, one thread. It loads the task once, and every verdict it returns names its
+settings and task, which must be the node's; it stays warm. States cross the process boundary as safetensors bytes, which
 carry every bit.
 
 Evaluation in a worker is in-process (the serial code): the factory uses this pool only where the
@@ -24,7 +24,6 @@ exits at the end of its stdin, so it never outlives its verifier.
 """
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 import queue
@@ -47,9 +46,6 @@ from pol_core.verify import Proof, Verdict, compute_verdict
 
 from .evaluation import EvaluationError, WorkerMismatch
 
-log = logging.getLogger("pol.verifier")
-
-WORKER_NICE = 5  # below the serving process: a verdict yields the core to the event loop's wake-ups
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -140,10 +136,7 @@ def worker_main(argv: list[str]) -> int:
     from .evaluation.worker import setup_process
 
     setup_process(args.allow_torch_version)  # before this process's first tensor operation
-    try:
-        os.nice(WORKER_NICE)
-    except OSError:  # not permitted here: the verdict is the same, only scheduled at par
-        pass
+    # Not niced: at a lower priority the verdicts starve on a busy machine (BENCHMARKS, verifier under load).
     from pol_core.tasks import load_task
 
     task = load_task(args.task, args.data_dir, test_limit=args.test_limit, rules=args.rules)
