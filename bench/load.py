@@ -10,10 +10,12 @@ connection):
   - runs `--bad-clients` clients, each submitting, one after another, a proof that fails late: W is the
     parent's model and P misses R, so it is refused (REQUIREMENTS_NOT_MET) only after admission, the
     weights hash and the update step;
-  - samples GetTip every 20 ms from a separate process (its own GIL), on its own connection;
+  - samples GetTip every 20 ms from a separate process (its own GIL and its own session, so its own CPU
+    share under autogroup scheduling), on its own connection;
   - after a warm-up, submits one honest proof (mined before the load started) and times it until the
     verifier answers (accepted and attested on chain).
-RSS is the verifier process's VmRSS, at the start of the load and at its end. Goals: GetTip p99 <= 50 ms,
+RSS is the verifier process's VmRSS, at the start of the load and at its end; the CPU share and RSS are
+also given with the verifier's child processes (its verdict workers, verifier_service.verdicts). Goals: GetTip p99 <= 50 ms,
 honest proof <= 2 s, RSS growth <= 200 MB. The figures printed per run and their median go in
 docs/BENCHMARKS.md with the load average of the machine during the run (it is shared).
 """
@@ -57,6 +59,28 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children(pid: int) -> list[int]:
+    """The verifier's child processes (its verdict workers)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def tree(measure, pid: int) -> float:
+    """`measure` summed over the process and its children (those alive now)."""
+    total = measure(pid)
+    for c in children(pid):
+        try:
+            total += measure(c)
+        except OSError:  # exited meanwhile
+            pass
+    return total
+
+
 def proof_messages(header: pb.ProofHeader, blob: bytes) -> list[pb.SubmitProofRequest]:
     return [pb.SubmitProofRequest(header=header)] + [pb.SubmitProofRequest(weights_chunk=c)
                                                      for c in iter_chunks(blob, CHUNK_SIZE)]
@@ -93,6 +117,10 @@ def missing_indices(task: Task, tip: pb.Tip) -> tuple[int, ...]:
 
 def sampler(target: str, seconds: float, honest_at: float, honest: tuple[bytes, bytes], out: mp.Queue,
             ready: "mp.synchronize.Event", go: "mp.synchronize.Event") -> None:
+    # Its own session, as a client on another machine would be: with the kernel's autogroup scheduling
+    # a session shares one CPU share, and the load generator's session would otherwise time the
+    # sampler's own wait for a CPU, not the verifier's answer.
+    os.setsid()
     channel = grpc.insecure_channel(target, options=LOCAL)
     stub = pb_grpc.VerifierStub(channel)
     stub.GetTip(pb.GetTipRequest(), timeout=30)  # connected before the clock starts
@@ -220,7 +248,7 @@ def one_run(args: argparse.Namespace, task: Task, workdir: Path) -> dict:
             assert found is not None
             honest = make_header(task, tip, found.state, found.indices, b"\x0a" * 20)
             bad = make_header(task, tip, task.genesis_state, missing_indices(task, tip), b"\x0b" * 20)
-            rss0 = rss_mb(proc.pid)
+            rss0, rss_tree0 = rss_mb(proc.pid), tree(rss_mb, proc.pid)
             load0 = os.getloadavg()[0]
             ctx = mp.get_context("spawn")
             q: mp.Queue = ctx.Queue()
@@ -230,21 +258,24 @@ def one_run(args: argparse.Namespace, task: Task, workdir: Path) -> dict:
             sp.start()
             ready.wait(120)
             counts: dict[str, int] = {"tips": 0, "watch_errors": 0, "bad_accepted": 0}
-            t0, cpu0 = time.monotonic(), cpu_s(proc.pid)
+            t0, cpu0, tree_cpu0 = time.monotonic(), cpu_s(proc.pid), tree(cpu_s, proc.pid)
             go.set()
             asyncio.run(load(target, args.watchers, args.bad_clients, bad, args.seconds, counts))
             elapsed = time.monotonic() - t0
             verifier_cores = (cpu_s(proc.pid) - cpu0) / elapsed  # the share of the machine it got
+            tree_cores = (tree(cpu_s, proc.pid) - tree_cpu0) / elapsed  # with its verdict workers
             res = q.get(timeout=120)
             sp.join(30)
-            rss1 = rss_mb(proc.pid)
+            rss1, rss_tree1 = rss_mb(proc.pid), tree(rss_mb, proc.pid)
             lat = sorted(res["getTip"])
             answered = sum(v for k, v in counts.items() if k.startswith("bad_") and k not in ("bad_RESOURCE_EXHAUSTED",))
             return {
                 "getTip_p50_ms": 1000 * lat[len(lat) // 2], "getTip_p99_ms": 1000 * lat[int(len(lat) * 0.99)],
                 "getTip_samples": len(lat), "honest_s": res["honest_s"], "honest_err": res["honest_err"],
-                "bad_verified_per_s": answered / elapsed, "verifier_cpu_cores": verifier_cores, "counts": counts,
+                "bad_verified_per_s": answered / elapsed, "verifier_cpu_cores": verifier_cores,
+                "verifier_and_workers_cpu_cores": tree_cores, "counts": counts,
                 "rss_start_mb": rss0, "rss_end_mb": rss1, "rss_growth_mb": rss1 - rss0,
+                "rss_with_workers_start_mb": rss_tree0, "rss_with_workers_growth_mb": rss_tree1 - rss_tree0,
                 "loadavg_1m_before": load0, "loadavg_1m_after": os.getloadavg()[0],
             }
         finally:
@@ -273,8 +304,8 @@ def main() -> None:
         print(json.dumps({"run": i + 1, **r}), flush=True)
     med = {k: statistics.median(r[k] for r in runs if r[k] is not None)
            for k in ("getTip_p50_ms", "getTip_p99_ms", "honest_s", "bad_verified_per_s", "rss_growth_mb",
-                     "verifier_cpu_cores",
-                     "loadavg_1m_after") if any(r[k] is not None for r in runs)}
+                     "verifier_cpu_cores", "verifier_and_workers_cpu_cores", "rss_with_workers_growth_mb",
+                     "loadavg_1m_before", "loadavg_1m_after") if any(r[k] is not None for r in runs)}
     print(json.dumps({"median_of_runs": args.runs, "watchers": args.watchers, "bad_clients": args.bad_clients,
                       "config": args.config,
                       "seconds": args.seconds, **{k: round(v, 2) for k, v in med.items()}}))

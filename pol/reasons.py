@@ -44,6 +44,9 @@ class Refused(Exception):
         super().__init__(message)
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[Refused], tuple[ServiceReason, str]]:
+        return Refused, (self.reason, str(self))  # crosses from a verdict worker with its reason
+
 
 def parse_reason(text: str) -> AnyReason | None:
     """The reason a wire string names, or None for a string neither enum knows."""

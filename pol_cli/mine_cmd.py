@@ -71,7 +71,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     stats = miner.run()
     print(f"\nmined for {time.monotonic() - t0:.1f}s: {stats.attempts} attempts, {stats.blocks_won} blocks won, "
-          f"rejections {stats.rejected or 'none'}", flush=True)
+          f"rejections {stats.rejected or 'none'}, retries {stats.retries or 'none'}", flush=True)
     return 0
 
 

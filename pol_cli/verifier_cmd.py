@@ -40,6 +40,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     node = build_node(cfg, key, deployment=dep)
+    if node.verdicts is not None:
+        from verifier_service.evaluation import EvaluationError
+
+        # The port is announced once proofs can be verified: every verdict worker is up and checked.
+        try:
+            node.verdicts.prepare()
+        except EvaluationError as e:
+            node.verdicts.close()
+            raise UserError(f"verdict_workers: {e} (set verdict_workers = 0 to verify in-process)") from None
     serve(node, cfg.listen, metrics_port=cfg.metrics_port, chunk_size=cfg.chunk_size)
     return 0
 

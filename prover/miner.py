@@ -49,6 +49,7 @@ class MinerStats:
     attempts: int = 0
     blocks_won: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    retries: dict[str, int] = field(default_factory=dict)  # submissions sent again after "not now" (BUSY, ...)
     tip_height: int = 0
     difficulty: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -213,18 +214,29 @@ class Miner:
 
     def _submit(self, tip: pb.Tip, found: Found) -> None:
         self.submitting = True
+
+        def stale() -> bool:  # a busy verifier is retried only while the proof can still win
+            now = self.current_tip()
+            return self.stop_event.is_set() or now is None or bytes(now.block_hash) != bytes(tip.block_hash)
+
+        def retrying(e: Exception, pause: float) -> None:
+            key = str(e.reason) if isinstance(e, Rejected) else "UNAVAILABLE"
+            self.stats.retries[key] = self.stats.retries.get(key, 0) + 1
+            log.info("verifier cannot take the proof now (%s); retrying in %.2f s", e, pause)
+
         try:
             if self.log is not None:
                 # The winning step itself is in the model but not in the segment: start over from the tip.
                 self.model_hash = b""
                 resp = self.client.submit_segment(
                     self.task.name, bytes(tip.link), tip.height + 1, found.segment, found.indices, self.cfg.miner,
-                    found.redraw, claimed_correct=(found.correct_before, found.correct_after))
+                    found.redraw, claimed_correct=(found.correct_before, found.correct_after),
+                    give_up=stale, on_retry=retrying)
             else:
                 resp = self.client.submit(
                     self.task.name, bytes(tip.block_hash), tip.height + 1, found.indices,
                     compute_weights_hash(found.state), found.state, self.cfg.miner,
-                    claimed_correct=(found.correct_before, found.correct_after))
+                    claimed_correct=(found.correct_before, found.correct_after), give_up=stale, on_retry=retrying)
         except Rejected as e:
             self.stats.rejected[str(e.reason)] = self.stats.rejected.get(str(e.reason), 0) + 1
             log.info("proof rejected: %s", e)

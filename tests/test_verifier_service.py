@@ -23,17 +23,21 @@ from verifier_service.journal import Journal, ModelStore
 from verifier_service.metrics import Metrics
 from verifier_service.node import VerifierNode
 from verifier_service.server import create_server
+from verifier_service.verdicts import TaskRef, VerdictPool
 
 from .helpers import KEY, MINER, deploy_fresh, mine_on, start_verifier_process, submit_found, wait_health
 
 
 @pytest.fixture()
-def service(anvil, digits, tmp_path):
+def service(anvil, digits, tmp_path, request):
     dep = deploy_fresh(anvil.url, digits, tmp_path / "deployment.json")
+    # Verdicts on the verify thread, or (param "workers") in a verdict worker process as `pol verifier serve` has.
+    verdicts = (VerdictPool(digits, TaskRef("digits-cnn", None, None, "paper"), 1)
+                if getattr(request, "param", None) == "workers" else None)
     # Assembled from its collaborators, as any embedding of the node would.
     node = VerifierNode(task=digits, deployment=dep, chain=dep.client(KEY), journal=Journal(tmp_path / "v" / "j.sqlite"),
                         models=ModelStore(tmp_path / "v" / "models"), metrics=Metrics(),
-                        cfg=VerifierConfig(receipt_wait_s=20))
+                        cfg=VerifierConfig(receipt_wait_s=20), verdicts=verdicts)
     server, port = create_server(node, "127.0.0.1:0")
     node.start()
     server.start()
@@ -98,6 +102,7 @@ def header_for(the_task, tip, state, **over):
     return pb.ProofHeader(**fields), blob
 
 
+@pytest.mark.parametrize("service", ["thread", "workers"], indirect=True)
 def test_bad_inputs_get_specific_statuses(service, digits):
     node, client = service
     tip = client.get_tip()
@@ -314,7 +319,7 @@ def test_chain_down_then_up(digits, tmp_path):
         server, gport = create_server(node, "127.0.0.1:0")
         node.start()
         server.start()
-        client = VerifierClient(f"127.0.0.1:{gport}")
+        client = VerifierClient(f"127.0.0.1:{gport}", retry=None)  # the refusal itself, not its retries
         health = health_pb2_grpc.HealthStub(client.channel)
         tip = client.get_tip()
         found = mine_on(digits, tip)

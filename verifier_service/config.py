@@ -46,6 +46,11 @@ class VerifierConfig:
     # Test-set evaluation processes: 0 = in-process; None = one per core (in-process where the whole
     # test set is one eval batch, as for digits-cnn: there is nothing to shard).
     eval_workers: int | None = None
+    # Verdict processes (verifier_service.verdicts), so the event loop never waits behind a verdict for
+    # the interpreter: None = max_concurrent_verifications of them where evaluation is in-process; 0 = off.
+    # Off by default: under load on 2 cores they made the honest proof faster but not GetTip's p99
+    # (docs/BENCHMARKS.md), and each holds its own torch (about 750 MB).
+    verdict_workers: int | None = 0
     ray_address: str | None = None  # evaluate on this Ray cluster instead ([verifier.ray] address)
     ray_actors: int | None = None  # Ray actors; None = one per CPU of the cluster ([verifier.ray] actors)
     # Quorum mode (a deployment with a signer set): the other verifiers' gRPC addresses, HOST:PORT,...

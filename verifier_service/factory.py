@@ -11,7 +11,9 @@ from .config import VerifierConfig
 from .evaluation import make_evaluator
 from .journal import Journal, ModelStore
 from .metrics import Metrics
+from .evaluation.serial import InProcessEvaluator
 from .node import VerifierNode
+from .verdicts import TaskRef, make_verdict_pool
 
 
 def build_node(cfg: VerifierConfig, private_key: str, task: Task | None = None,
@@ -23,7 +25,10 @@ def build_node(cfg: VerifierConfig, private_key: str, task: Task | None = None,
     root = Path(cfg.data_root)
     chain = ChainClient(cfg.rpc_url or dep.rpc_url, dep.address, load_abi(), private_key,
                         request_timeout=cfg.rpc_timeout_s)
+    evaluator = make_evaluator(cfg.eval_workers, cfg.ray_address, cfg.ray_actors, task)
+    ref = TaskRef(dep.task, cfg.data_dir, cfg.test_limit, dep.genesis.rules.value)
+    verdicts = make_verdict_pool(cfg.verdict_workers, task, ref, isinstance(evaluator, InProcessEvaluator),
+                                 cfg.max_concurrent_verifications)
     return VerifierNode(task=task, deployment=dep, chain=chain,
                         journal=Journal(root / "journal.sqlite"), models=ModelStore(root / "models"),
-                        metrics=Metrics(), cfg=cfg,
-                        evaluator=make_evaluator(cfg.eval_workers, cfg.ray_address, cfg.ray_actors, task))
+                        metrics=Metrics(), cfg=cfg, evaluator=evaluator, verdicts=verdicts)

@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS segments (
   w_new BLOB NOT NULL              -- hash of W'
 );
 CREATE INDEX IF NOT EXISTS segments_w ON segments(w);
+-- The models (W and W') each block names, so GetModel's canonical check is an index look-up.
+CREATE TABLE IF NOT EXISTS block_models (
+  model BLOB NOT NULL,
+  hash BLOB NOT NULL,
+  PRIMARY KEY (model, hash)
+);
 CREATE INDEX IF NOT EXISTS segments_w_new ON segments(w_new);
 -- Quorum mode: every member's signature this verifier has seen (its own included), one row per
 -- (signer, height, redraw, header). Two rows of one signer at one (height, redraw) are equivocation.
@@ -99,6 +105,18 @@ class Journal:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
+        self._index_models()
+
+    def _index_models(self) -> None:
+        """Blocks journaled before block_models existed get their rows now (once: O(blocks) at open)."""
+        rows = self._db.execute("SELECT hash, header FROM blocks WHERE hash NOT IN (SELECT hash FROM block_models)").fetchall()
+        for block_hash, blob in rows:
+            self._index_block_models(block_hash, decode_header(bytes(blob)))
+
+    def _index_block_models(self, block_hash: bytes, header: Header) -> None:
+        """GetModel's canonical check finds a block by its W or W' through this index."""
+        self._db.executemany("INSERT OR IGNORE INTO block_models VALUES (?,?)",
+                             [(header.weights_hash, block_hash), (header.new_weights_hash, block_hash)])
 
     def record_pending(self, block_hash: bytes, proof_id: bytes, header: Header, verify_seconds: float) -> None:
         with self._lock:
@@ -107,6 +125,15 @@ class Journal:
                 (block_hash, header.height, header.parent, proof_id, compute_header_encoding(header), time.time(),
                  verify_seconds),
             )
+            self._index_block_models(block_hash, header)
+
+    def is_canonical_model(self, model_hash: bytes) -> bool:
+        """Whether `model_hash` is W or W' of a block that is attested or pending (an index look-up)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM block_models m JOIN blocks b ON b.hash = m.hash "
+                "WHERE m.model=? AND b.status IN ('attested', 'pending') LIMIT 1", (model_hash,)).fetchone()
+        return row is not None
 
     def record_cosigned(self, block_hash: bytes, proof_id: bytes, header: Header, verify_seconds: float) -> None:
         """Quorum mode: a block this verifier signed; it becomes pending only here with t signatures, and
@@ -117,6 +144,7 @@ class Journal:
                 (block_hash, header.height, header.parent, proof_id, compute_header_encoding(header), time.time(),
                  verify_seconds),
             )
+            self._index_block_models(block_hash, header)
 
     def record_caught_up(self, block_hash: bytes, header: Header, tx_hash: str, link: bytes) -> None:
         """Quorum mode: a block on chain that others assembled, fetched from a peer (catch-up)."""
@@ -126,6 +154,7 @@ class Journal:
                 (block_hash, header.height, header.parent, b"catch-up" + block_hash, compute_header_encoding(header),
                  tx_hash, time.time()),
             )
+            self._index_block_models(block_hash, header)
         self.mark_attested(block_hash, tx_hash, None, link)
 
     def promote_pending(self, block_hash: bytes) -> None:

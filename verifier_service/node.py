@@ -43,6 +43,7 @@ from .journal import Journal, JournalEntry, ModelStore
 from .metrics import Metrics
 from .quorum import QuorumMember, Signed
 from .replay import ReplayError, ReplayStore
+from .verdicts import VerdictPool
 
 log = logging.getLogger("pol.verifier")
 
@@ -111,7 +112,7 @@ def get_parent_link(proof: AnyProof) -> Hash32:
 class VerifierNode:
     def __init__(self, *, task: Task, deployment: Deployment, chain: ChainClient, journal: Journal,
                  models: ModelStore, metrics: Metrics, cfg: VerifierConfig | None = None,
-                 evaluator: Backend | None = None):
+                 evaluator: Backend | None = None, verdicts: VerdictPool | None = None):
         # The verifier's recomputation must be repeatable bit for bit on any x86-64 server: pinned
         # kernels (pol_core.portable; the entry point pins before the task loads), deterministic mode.
         log.info("dispatch: %s", check_cpu_dispatch().describe())
@@ -130,6 +131,8 @@ class VerifierNode:
         # Test-set evaluation (verifier_service.evaluation): warm worker processes or a Ray cluster, with
         # the serial code's integers; in-process where none is given. The node closes it on stop.
         self.evaluator: Backend = evaluator or InProcessEvaluator()
+        # Verdicts in warm worker processes (verifier_service.verdicts); on the verify thread where none.
+        self.verdicts = verdicts
         self.state_order = list(task.genesis_state.keys())
         self.state_nbytes = compute_state_nbytes(task.genesis_state)
         self.models.put(task.genesis_state, task.genesis_hash)
@@ -170,6 +173,8 @@ class VerifierNode:
     def _prepare_evaluator(self) -> None:
         try:
             self.evaluator.prepare(self.task)
+            if self.verdicts is not None:
+                self.verdicts.prepare()
         except Exception:  # the first proof retries, and reports the failure to its miner
             log.exception("evaluation workers did not start")
 
@@ -181,6 +186,8 @@ class VerifierNode:
         if self.quorum is not None:
             self.quorum.stop()
         self.evaluator.close()
+        if self.verdicts is not None:
+            self.verdicts.close()
         self.journal.close()
 
     # ── tip ──
@@ -307,7 +314,8 @@ class VerifierNode:
 
     def _submit(self, proof: AnyProof, client: str) -> Accepted:
         t0 = time.perf_counter()
-        if isinstance(proof, Proof):
+        # A verdict worker checks the shape first thing (compute_verdict): this process need not.
+        if isinstance(proof, Proof) and self.verdicts is None:
             process_proof_shape(self.task, proof)
         self.metrics.phase.labels("shape").observe(time.perf_counter() - t0)
         proof_id = compute_proof_id(proof)
@@ -482,6 +490,8 @@ class VerifierNode:
         if isinstance(proof, Proof):
             # The tip's W' and its count are canonical (attested), so W = W' needs no evaluation.
             known = KnownCount(tip.header.new_weights_hash, tip.header.correct_after)
+            if self.verdicts is not None:
+                return self.verdicts.paper(tip.header, tip.link, tip.difficulty, proof, known)
             return compute_verdict(self.task, tip.header, tip.link, tip.difficulty, proof,
                                    evaluator=self.evaluator, known_before=known)
         # A segment proof names no W: under paper rules there is nothing to verify it against.
@@ -496,6 +506,8 @@ class VerifierNode:
                           f"0x{tip.header.new_weights_hash.hex()} (attested by another verifier?)")
         if self.quorum is not None and self.quorum.sign_blindly:  # the test-only fault: no rule is checked
             return compute_blind_verdict(self.task, self._context(tip, proof), parent_state, proof)
+        if self.verdicts is not None:
+            return self.verdicts.chain_bound(self._context(tip, proof), parent_state, proof)
         return compute_chain_bound_verdict(self.task, self._context(tip, proof), parent_state, proof,
                                            evaluator=self.evaluator)
 

@@ -13,6 +13,7 @@ import errno
 import functools
 import inspect
 import logging
+import math
 import signal
 import sqlite3
 import sys
@@ -157,6 +158,19 @@ def check_header(node: VerifierNode, h: pb.ProofHeader) -> None:
         raise Refused(ServiceReason.TOO_LARGE, f"weights_size {h.weights_size} exceeds the cap of {cap} bytes")
 
 
+def compute_verification_cost(node: VerifierNode, h: pb.ProofHeader) -> int:
+    """What verifying a proof costs, in paper verdicts. A chain-bound proof first replays its segment:
+    about 0.7 of a verdict per step and 1/107 per sample, fitted to docs/BENCHMARKS.md ("Chain-bound
+    against paper rules": 4 steps of 4 samples cost 3.95 verdicts, 32 steps of 256 cost 99.9)."""
+    if node.rules is not RuleSet.CHAIN_BOUND or not h.segment:
+        return 1
+    try:
+        segment = decode_segment(bytes(h.segment))
+    except ConsensusError:
+        return 1  # refused on decoding, before any replay
+    return 1 + math.ceil(0.7 * len(segment) + sum(len(step) for step in segment) / 107)
+
+
 def build_proof(node: VerifierNode, h: pb.ProofHeader, blob: bytes) -> AnyProof:
     """The domain proof of the deployment's rule set, from a header that passed check_header."""
     if node.rules is RuleSet.CHAIN_BOUND:
@@ -288,24 +302,26 @@ class VerifierServicer(pb_grpc.VerifierServicer):
         self.verify_pool = futures.ThreadPoolExecutor(cfg.max_uploads, thread_name_prefix="verify")
         self.read_pool = futures.ThreadPoolExecutor(4, thread_name_prefix="read")
         self.verifying = asyncio.Semaphore(cfg.max_concurrent_verifications)
-        self.queued = 0  # proofs uploaded and waiting for, or in, verification
+        self.queued = 0  # cost (compute_verification_cost) of the proofs waiting for, or in, verification
         self.watchers = 0
 
     async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.read_pool, fn, *args)
 
     async def _read_upload(self, it: AsyncIterator[Any], context: grpc.aio.ServicerContext
-                           ) -> tuple[pb.ProofHeader, Ticket, bytes]:
-        """The header, a ticket for it, and the weight bytes; every read bounded by the idle deadline,
-        the whole upload by the total one."""
+                           ) -> tuple[pb.ProofHeader, Ticket, bytes, int]:
+        """The header, a ticket for it, the weight bytes and the verification's cost; every read
+        bounded by the idle deadline, the whole upload by the total one."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.cfg.upload_total_s
 
         async def next_message() -> Any:
             timeout = min(self.cfg.upload_idle_s, deadline - loop.time())
             try:
-                return decoded(await asyncio.wait_for(it.__anext__(), timeout=max(timeout, 0.0)))
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(max(timeout, 0.0)):  # no task per message, unlike wait_for
+                    msg = await it.__anext__()
+                return decoded(msg)
+            except TimeoutError:
                 what = "idle" if timeout >= self.cfg.upload_idle_s else "past its total deadline"
                 raise Refused(ServiceReason.UPLOAD_TIMEOUT,
                               f"the upload went {what} ({self.cfg.upload_idle_s:g} s idle, "
@@ -319,7 +335,8 @@ class VerifierServicer(pb_grpc.VerifierServicer):
             raise Refused(ServiceReason.MISSING_HEADER, "the first message must be a ProofHeader")
         h = first.header
         check_header(self.node, h)
-        self._check_queue()  # a full verification queue refuses before W is read, not after
+        cost = compute_verification_cost(self.node, h)
+        self._check_queue(cost)  # a full verification queue refuses before W is read, not after
         # Admission comes before any expensive step: reading W, hashing it, waiting for a slot.
         ticket = self.admission.admit(context.peer(), client_id(context))
         try:
@@ -345,7 +362,7 @@ class VerifierServicer(pb_grpc.VerifierServicer):
         except BaseException:
             self.admission.release(ticket)
             raise
-        return h, ticket, b"".join(chunks)
+        return h, ticket, b"".join(chunks), cost
 
     def _verify(self, h: pb.ProofHeader, blob: bytes, ticket: Ticket) -> pb.SubmitProofResponse:
         proof = build_proof(self.node, h, blob)
@@ -362,10 +379,12 @@ class VerifierServicer(pb_grpc.VerifierServicer):
             gas_used=acc.gas_used or 0, drift=drift, verify_seconds=acc.verify_seconds,
         )
 
-    def _check_queue(self) -> None:
-        # The queue before the verification slots bounds an honest proof's wait; past it, retry.
-        if self.queued >= self.cfg.max_queued_verifications:
-            raise Refused(ServiceReason.BUSY, f"{self.queued} proofs already wait for verification; retry shortly")
+    def _check_queue(self, cost: int) -> None:
+        # The work queued before the verification slots bounds an honest proof's wait; past it, retry.
+        # It is counted in paper verdicts, so long segments fill it sooner; one proof alone always fits.
+        if self.queued and self.queued + cost > self.cfg.max_queued_verifications:
+            raise Refused(ServiceReason.BUSY, f"verifications worth {self.queued} paper verdicts already wait "
+                          f"(this proof: {cost}); retry shortly")
 
     @rejects
     async def SubmitProof(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> pb.SubmitProofResponse:
@@ -373,25 +392,26 @@ class VerifierServicer(pb_grpc.VerifierServicer):
         # A block accepted now could not reach the chain: say so instead of a hollow OK.
         if problems:
             raise Refused(ServiceReason.DEGRADED, "; ".join(problems))
-        h, ticket, blob = await self._read_upload(request_iterator.__aiter__(), context)
+        self._check_queue(1)  # a full queue refuses any proof: before a message is read
+        h, ticket, blob, cost = await self._read_upload(request_iterator.__aiter__(), context)
         try:
-            self._check_queue()
+            self._check_queue(cost)
         except Refused:
             self.admission.release(ticket)
             raise
-        self.queued += 1
+        self.queued += cost
         try:
             # Admitted uploads wait here, on the loop, not on threads: a few verifications run Python
             # at once, so the loop (reads, health, watchers) is not starved of the interpreter.
             await self.verifying.acquire()
         except BaseException:
-            self.queued -= 1
+            self.queued -= cost
             self.admission.release(ticket)
             raise
         fut = asyncio.get_running_loop().run_in_executor(self.verify_pool, self._verify, h, blob, ticket)
 
         def done(_: Any) -> None:  # held until the verification ends, even when the client gives up first
-            self.queued -= 1
+            self.queued -= cost
             self.verifying.release()
             self.admission.release(ticket)
 
@@ -447,8 +467,7 @@ class VerifierServicer(pb_grpc.VerifierServicer):
         # marked attested only at the attester's next pass, and a miner asks for the tip's W' at once.
         if model_hash in (self.node.task.genesis_hash, tip.weights_hash, tip.new_weights_hash):
             return True
-        return any(model_hash in (e.header.weights_hash, e.header.new_weights_hash)
-                   for e in self.node.journal.with_status("attested", "pending"))
+        return self.node.journal.is_canonical_model(model_hash)
 
     @rejects
     async def GetBlock(self, request: Any, context: grpc.aio.ServicerContext) -> pb.Block:
