@@ -116,11 +116,13 @@ def missing_indices(task: Task, tip: pb.Tip) -> tuple[int, ...]:
 # ── the sampler process: GetTip every 20 ms, and the honest proof ──
 
 def sampler(target: str, seconds: float, honest_at: float, honest: tuple[bytes, bytes], out: mp.Queue,
-            ready: "mp.synchronize.Event", go: "mp.synchronize.Event") -> None:
+            ready: "mp.synchronize.Event", go: "mp.synchronize.Event", nice: int = 0) -> None:
     # Its own session, as a client on another machine would be: with the kernel's autogroup scheduling
     # a session shares one CPU share, and the load generator's session would otherwise time the
     # sampler's own wait for a CPU, not the verifier's answer.
     os.setsid()
+    if nice:
+        os.nice(nice)  # the instrument (--sampler-nice): on a full machine it must not time its own wait
     channel = grpc.insecure_channel(target, options=LOCAL)
     stub = pb_grpc.VerifierStub(channel)
     stub.GetTip(pb.GetTipRequest(), timeout=30)  # connected before the clock starts
@@ -229,7 +231,8 @@ def one_run(args: argparse.Namespace, task: Task, workdir: Path) -> dict:
         dep = deploy_chain(anvil.url, key, task.name, genesis)
         dep.save(workdir / "d.json")
         log = open(workdir / "verifier.log", "w")
-        proc = spawn([sys.executable, "-m", "pol_cli.main", "verifier", "serve", "--deployment", str(workdir / "d.json"),
+        pin = ["taskset", "-c", args.verifier_cpus] if args.verifier_cpus else []
+        proc = spawn([*pin, sys.executable, "-m", "pol_cli.main", "verifier", "serve", "--deployment", str(workdir / "d.json"),
                       "--data-root", str(workdir / "v"), "--listen", "127.0.0.1:0", "--log-level", "WARNING",
                       *(["--config", args.config] if args.config else [])],
                      stdout=subprocess.PIPE, stderr=log, text=True)
@@ -254,7 +257,8 @@ def one_run(args: argparse.Namespace, task: Task, workdir: Path) -> dict:
             q: mp.Queue = ctx.Queue()
             ready, go = ctx.Event(), ctx.Event()
             sp = ctx.Process(target=sampler, args=(
-                target, args.seconds, args.seconds / 2, (honest[0].SerializeToString(), honest[1]), q, ready, go))
+                target, args.seconds, args.seconds / 2, (honest[0].SerializeToString(), honest[1]), q, ready, go,
+                args.sampler_nice))
             sp.start()
             ready.wait(120)
             counts: dict[str, int] = {"tips": 0, "watch_errors": 0, "bad_accepted": 0}
@@ -290,7 +294,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--config", help="a verifier TOML ([verifier] table) to run the service with")
+    ap.add_argument("--verifier-cpus", help="taskset CPU list for the verifier and its children, e.g. 1")
+    ap.add_argument("--client-cpus", help="CPU list for this load generator and the sampler, e.g. 0: with "
+                                          "--verifier-cpus, the clients stand for other machines")
+    ap.add_argument("--sampler-nice", type=int, default=0, help="nice increment for the GetTip sampler "
+                                                                "(negative: root only)")
     args = ap.parse_args()
+    if args.client_cpus:
+        os.sched_setaffinity(0, {int(c) for c in args.client_cpus.split(",")})
     from pol_core.step import enable_deterministic_mode
     from pol_core.tasks import load_task
 
@@ -307,8 +318,8 @@ def main() -> None:
                      "verifier_cpu_cores", "verifier_and_workers_cpu_cores", "rss_with_workers_growth_mb",
                      "loadavg_1m_before", "loadavg_1m_after") if any(r[k] is not None for r in runs)}
     print(json.dumps({"median_of_runs": args.runs, "watchers": args.watchers, "bad_clients": args.bad_clients,
-                      "config": args.config,
-                      "seconds": args.seconds, **{k: round(v, 2) for k, v in med.items()}}))
+                      "config": args.config, "verifier_cpus": args.verifier_cpus, "client_cpus": args.client_cpus,
+                      "sampler_nice": args.sampler_nice, "seconds": args.seconds, **{k: round(v, 2) for k, v in med.items()}}))
 
 
 if __name__ == "__main__":

@@ -236,6 +236,9 @@ def test_a_rollback_is_reconciled_and_the_blocks_re_attested(service, digits):
         deadline = time.monotonic() + 30
         while chain.get_tip().height < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
+        # The chain shows a block a moment before its receipt reaches the journal.
+        while node.journal.get(r2.block_hash).status != "attested" and time.monotonic() < deadline:
+            time.sleep(0.1)
         blocks = chain.get_blocks(node.deployment.deploy_block)
         assert [b.block_hash for b in blocks[1:]] == [r1.block_hash, r2.block_hash]
         for b in blocks[1:]:

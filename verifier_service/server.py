@@ -462,11 +462,16 @@ class VerifierServicer(pb_grpc.VerifierServicer):
     def _is_canonical_model(self, model_hash: bytes) -> bool:
         """Genesis, or W or W' of a block on the chain (or waiting for its receipt): never a model only
         a rolled-back block named."""
-        tip = self.node.tip.header
-        # The tip is canonical by definition. The row of a tip this node co-signed or caught up on is
-        # marked attested only at the attester's next pass, and a miner asks for the tip's W' at once.
-        if model_hash in (self.node.task.genesis_hash, tip.weights_hash, tip.new_weights_hash):
+        if model_hash == self.node.task.genesis_hash:
             return True
+        tip = self.node.tip
+        if model_hash in (tip.header.weights_hash, tip.header.new_weights_hash):
+            # The tip the chain named: the row of a block co-signed here is marked attested only at the
+            # attester's next pass, and a miner asks for the tip's W' at once. Unless a rollback has
+            # since taken that block off the chain.
+            entry = self.node.journal.get(tip.block_hash)
+            if entry is not None and entry.status not in ("reorged", "orphaned"):
+                return True
         return self.node.journal.is_canonical_model(model_hash)
 
     @rejects
