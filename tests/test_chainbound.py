@@ -38,7 +38,7 @@ from pol_core.types import (
 )
 from pol_core.verify import compute_verdict
 from pol_core.weights import compute_weights_hash, get_state
-from tests.attacks import find_step, make_scenario, sorted_batch, train, trained_parent
+from tests.attacks import honest_chain_bound_block, sorted_batch
 
 BOUNDS = SegmentBounds(batch_size=4, max_steps=3, max_step_batch=64, train_size=100)
 
@@ -182,12 +182,7 @@ def test_difficulty_params_are_checked():
 @pytest.fixture(scope="module")
 def mined(digits, digits_cb):
     """A scenario at k = 3 and an honest chain-bound proof on it."""
-    gen = torch.Generator().manual_seed(21)
-    sc = make_scenario(digits, digits_cb, trained_parent(digits_cb, gen, steps=10), 3)
-    segment = (sorted_batch(gen, digits_cb.train_size, 16),)
-    w = train(digits_cb, sc.parent_state, segment)
-    p, _, _ = find_step(digits_cb, w, sc.cb_requirements(), gen, lambda b, a: a > b and a >= sc.parent_correct)
-    return sc, sc.cb_proof(segment, p)
+    return honest_chain_bound_block(digits, digits_cb)
 
 
 def test_honest_proof_passes(mined):

@@ -10,13 +10,12 @@ import signal
 from dataclasses import replace
 
 import pytest
-import torch
 
 from pol.reasons import Refused, ServiceReason
 from pol.wire import encode_state
 from pol_core.chainbound import compute_chain_bound_verdict
 from pol_core.verify import Verdict, compute_verdict
-from tests.attacks import find_step, make_scenario, sorted_batch, train, trained_parent
+from tests.attacks import honest_chain_bound_block
 from tests.proofs import proof_from_genesis
 from verifier_service.evaluation import EvaluationError, WorkerMismatch
 from verifier_service.verdicts import TaskRef, VerdictPool, make_verdict_pool
@@ -75,12 +74,7 @@ def test_paper_refusal_in_a_worker_is_the_same_refusal(digits, paper_pool, hones
 
 
 def test_chain_bound_verdict_in_a_worker_is_bit_identical(digits, digits_cb):
-    gen = torch.Generator().manual_seed(21)
-    sc = make_scenario(digits, digits_cb, trained_parent(digits_cb, gen, steps=10), 3)
-    segment = (sorted_batch(gen, digits_cb.train_size, 16),)
-    w = train(digits_cb, sc.parent_state, segment)
-    p, _, _ = find_step(digits_cb, w, sc.cb_requirements(), gen, lambda b, a: a > b and a >= sc.parent_correct)
-    proof = sc.cb_proof(segment, p)
+    sc, proof = honest_chain_bound_block(digits, digits_cb)
     pool = VerdictPool(digits_cb, TaskRef("digits-cnn", None, None, "chain-bound"), workers=1)
     try:
         local = compute_chain_bound_verdict(digits_cb, sc.tip, sc.parent_state, proof)

@@ -28,13 +28,23 @@ from .grinding import (
 )
 from .knob import KnobAttack, buffer_knob
 from .replay import ReplayAttack, replay_from_other_parent
-from .scenario import ATTACKER, Scenario, count, find_step, make_scenario, sorted_batch, train, trained_parent
+from .scenario import (
+    ATTACKER,
+    Scenario,
+    count,
+    find_step,
+    honest_chain_bound_block,
+    make_scenario,
+    sorted_batch,
+    train,
+    trained_parent,
+)
 from .testset import FitTestSetAttack, concatenated, fit_test_set
 
 __all__ = [
     "CraftAttack", "craft_weights", "DeadWeightAttack", "dead_channel_block_paper", "dead_tip_scenario", "is_halted",
     "DriftAttack", "drift", "GrindAttack", "chain_bound_next_block", "grind_chain_bound", "grind_paper",
     "measure_grinding_rate", "paper_next_block", "KnobAttack", "buffer_knob", "ReplayAttack",
-    "replay_from_other_parent", "ATTACKER", "Scenario", "count", "find_step", "make_scenario", "sorted_batch", "train",
+    "replay_from_other_parent", "ATTACKER", "Scenario", "count", "find_step", "honest_chain_bound_block", "make_scenario", "sorted_batch", "train",
     "trained_parent", "FitTestSetAttack", "concatenated", "fit_test_set",
 ]

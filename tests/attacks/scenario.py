@@ -148,3 +148,14 @@ def find_step(task: Task, state: Mapping[str, torch.Tensor], reqs: Sequence[Requ
 def trained_parent(task: Task, gen: torch.Generator, steps: int = 30, batch: int = 64) -> State:
     """Genesis trained honestly for a while: a parent with room both to drift down and to improve."""
     return train(task, task.genesis_state, [sorted_batch(gen, task.train_size, batch) for _ in range(steps)])
+
+
+def honest_chain_bound_block(paper: Task, chain_bound: Task, seed: int = 21) -> tuple[Scenario, SegmentProof]:
+    """A scenario at k = 3 and an honest chain-bound proof on it: one segment step of 16 samples, then
+    a step that meets R and improves on the parent."""
+    gen = torch.Generator().manual_seed(seed)
+    sc = make_scenario(paper, chain_bound, trained_parent(chain_bound, gen, steps=10), 3)
+    segment = (sorted_batch(gen, chain_bound.train_size, 16),)
+    w = train(chain_bound, sc.parent_state, segment)
+    p, _, _ = find_step(chain_bound, w, sc.cb_requirements(), gen, lambda b, a: a > b and a >= sc.parent_correct)
+    return sc, sc.cb_proof(segment, p)
