@@ -28,7 +28,7 @@ from verifier_service.metrics import Metrics
 from verifier_service.node import VerifierNode
 from verifier_service.server import create_server
 
-from .helpers import KEY, MINER, deploy_fresh, mine_on, submit_found
+from .helpers import KEY, MINER, deploy_fresh, mine_on, mine_segment_on, submit_found, submit_segment_found
 
 FIXED_K = dict(min_difficulty=2, max_difficulty=2)  # k does not drift with time: a rolled-back header stays valid
 
@@ -270,6 +270,48 @@ def test_a_rollback_marks_rows_reorged_and_stops_serving_them(service, digits):
             client.get_model(r1.new_weights_hash, list(digits.genesis_state))
         assert (r.value.code, r.value.reason) == (grpc.StatusCode.NOT_FOUND, ServiceReason.UNKNOWN_MODEL)
         assert client.get_model(digits.genesis_hash, list(digits.genesis_state))  # genesis is always served
+
+
+def test_a_chain_bound_rollback_is_re_attested_and_mining_goes_on(anvil, digits_cb, tmp_path):
+    """Chain-bound, evm_revert under the verifier: both rolled-back blocks are sent again in order, the
+    chain holds them with the links it gave them before (anvil draws the same prevrandao for the same
+    block again; the re-attestation follows whatever link the chain gives), GetBlock answers what the
+    chain holds, and the next block, replayed from the re-attested tip's W', lands."""
+    node, server, target = start_service(anvil, digits_cb, tmp_path)
+    order = list(digits_cb.genesis_state)
+    try:
+        chain = node.chain
+        snap = chain.rpc("evm_snapshot")
+        with VerifierClient(target) as client:
+            results = []
+            for seed in (0, 1):
+                tip = client.get_tip()
+                state = client.get_model(bytes(tip.model_hash), order)
+                results.append(submit_segment_found(client, digits_cb, tip, mine_segment_on(digits_cb, tip, state, seed)))
+                assert results[-1].attested
+            chain.rpc("evm_revert", [snap])
+            assert chain.get_tip().height == 0
+            node.attester.wake()
+            deadline = time.monotonic() + 30
+            # The rows read attested until the attester sees the rollback: wait for the chain first.
+            while chain.get_tip().height < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            while any(node.journal.get(r.block_hash).status != "attested" for r in results) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.1)
+            blocks = chain.get_blocks(node.deployment.deploy_block)
+            assert [b.block_hash for b in blocks[1:]] == [r.block_hash for r in results]
+            for b in blocks[1:]:
+                served = client.get_block(height=b.header.height)
+                assert served.block_hash == b.block_hash and served.attested and served.tx_hash == b.tx_hash
+            tip = client.get_tip()
+            assert (tip.height, bytes(tip.link)) == (2, chain.get_tip().link)  # the link the chain gave it again
+            state = client.get_model(bytes(tip.model_hash), order)
+            r3 = submit_segment_found(client, digits_cb, tip, mine_segment_on(digits_cb, tip, state, seed=2))
+            assert r3.attested and r3.height == 3 and chain.get_tip().height == 3
+    finally:
+        server.stop(0)
+        node.stop()
 
 
 def serve_cli(tmp_path: Path, deployment: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:

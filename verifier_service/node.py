@@ -218,9 +218,12 @@ class VerifierNode:
         with self._tip_changed:
             self._tip_changed.notify_all()
 
-    def wait_tip_change(self, seen: bytes | None, timeout: float) -> TipState:
+    def wait_tip_change(self, seen: bytes | None, timeout: float, seen_link: bytes | None = None) -> TipState:
+        """The tip once it is not (`seen`, `seen_link`): a chain-bound block attested again after a rollback
+        keeps its hash but may get another link, and miners need the new one at once."""
         with self._tip_changed:
-            self._tip_changed.wait_for(lambda: self.tip.block_hash != seen or self._stopped.is_set(), timeout)
+            self._tip_changed.wait_for(lambda: self.tip.block_hash != seen or self._stopped.is_set()
+                                       or (seen_link is not None and self.tip.link != seen_link), timeout)
             return self.tip
 
     def pending_count(self) -> int:

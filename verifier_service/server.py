@@ -248,7 +248,8 @@ class TipBroadcast:
                 await asyncio.sleep(self.poll_s)
                 continue
             await self._set_health(not msg.degraded)
-            await loop.run_in_executor(self._pool, self.node.wait_tip_change, msg.block_hash, self.poll_s)
+            await loop.run_in_executor(self._pool, self.node.wait_tip_change, msg.block_hash, self.poll_s,
+                                       bytes(msg.link))
 
     async def publish_until(self, block_hash: bytes | None, timeout: float = 2.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
