@@ -273,10 +273,10 @@ def test_a_rollback_marks_rows_reorged_and_stops_serving_them(service, digits):
 
 
 def test_a_chain_bound_rollback_is_re_attested_and_mining_goes_on(anvil, digits_cb, tmp_path):
-    """Chain-bound, evm_revert under the verifier: both rolled-back blocks are sent again in order, the
-    chain holds them with the links it gave them before (anvil draws the same prevrandao for the same
-    block again; the re-attestation follows whatever link the chain gives), GetBlock answers what the
-    chain holds, and the next block, replayed from the re-attested tip's W', lands."""
+    """Chain-bound, evm_revert under the verifier: both rolled-back blocks are sent again in order (each
+    one's parent link is on chain again), GetBlock answers what the chain holds, GetTip names the link the
+    chain gave the tip this time (it mixes in the including block's prevrandao, which may differ from
+    before), and the next block, replayed from the re-attested tip's W', lands."""
     node, server, target = start_service(anvil, digits_cb, tmp_path)
     order = list(digits_cb.genesis_state)
     try:
