@@ -102,8 +102,6 @@ def deploy_task(task: Task, rpc_url: str, key: str, difficulty: int | None, targ
         except InvalidSignerSet as e:
             raise UserError(f"--signers/--threshold: {e}") from None
         attester = NO_ATTESTER
-    elif threshold is not None:
-        raise UserError("--threshold needs --signers: the threshold is of the signer set")
     genesis = build_genesis(task, attester or me, owner or me, difficulty, target_block_time, half_life, redraw_after)
     return deploy_chain(rpc_url, key, task.name, genesis, quorum=quorum)
 

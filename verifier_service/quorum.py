@@ -14,7 +14,6 @@ import logging
 import threading
 from concurrent import futures
 from dataclasses import dataclass
-from typing import Callable
 
 from pol.client import Rejected, VerifierUnavailable
 from pol.quorum_client import QuorumClient
@@ -241,15 +240,13 @@ class QuorumMember:
                 refusals.append(refusal)
             if len(self.signatures_for(own.block_hash)) >= self.signer_set.threshold:
                 break
+        def read_late(target: str, fut: futures.Future[qpb.CoSignResponse]) -> None:
+            try:
+                read(target, fut)
+            except Exception:  # noqa: BLE001 - a late answer must not kill the pool's thread
+                log.exception("reading a late CoSign answer")
+
         for fut in waiting:
-            fut.add_done_callback(functools.partial(self._read_late, read, jobs[fut]))
+            fut.add_done_callback(functools.partial(read_late, jobs[fut]))
         refusals += [f"{jobs[f]}: no answer yet" for f in waiting]
         return self.signatures_for(own.block_hash), refusals
-
-    @staticmethod
-    def _read_late(read: Callable[[str, futures.Future[qpb.CoSignResponse]], str | None], target: str,
-                   fut: futures.Future[qpb.CoSignResponse]) -> None:
-        try:
-            read(target, fut)
-        except Exception:  # noqa: BLE001 - a late answer must not kill the pool's thread
-            log.exception("reading a late CoSign answer")
