@@ -10,12 +10,11 @@ def test_a_long_segment_fills_the_verification_queue_sooner():
     the work the queue bound promises; a proof alone always fits."""
     from types import SimpleNamespace
 
-    from pol.reasons import Refused
     from pol.v1 import verifier_pb2 as pb
     from pol.wire import encode_segment
     from pol_core.rulesets import RuleSet
-    from verifier_service.config import VerifierConfig
-    from verifier_service.server import VerifierServicer, compute_verification_cost
+    from verifier_service.admission import CostQueue
+    from verifier_service.server import compute_verification_cost
 
     node = SimpleNamespace(rules=RuleSet.CHAIN_BOUND)
     def cost(segment):
@@ -25,9 +24,41 @@ def test_a_long_segment_fills_the_verification_queue_sooner():
     assert cost([range(4)] * 4) == 4  # measured: 3.95 verdicts
     assert cost([range(256)] * 32) == 100  # measured: 99.9 verdicts
     assert compute_verification_cost(SimpleNamespace(rules=RuleSet.PAPER), pb.ProofHeader()) == 1  # type: ignore[arg-type]
-    queue = SimpleNamespace(queued=0, cfg=VerifierConfig(max_queued_verifications=16))
-    VerifierServicer._check_queue(queue, 100)  # type: ignore[arg-type]  # alone, it fits
-    queue.queued = 1
-    with pytest.raises(Refused, match="worth 1 paper verdicts"):
-        VerifierServicer._check_queue(queue, 100)  # type: ignore[arg-type]
-    VerifierServicer._check_queue(queue, 15)  # type: ignore[arg-type]
+    queue = CostQueue(16)
+    assert queue.fits(100)  # alone, it fits
+    queue.used = 1
+    assert not queue.fits(100) and queue.fits(15)
+
+
+def test_queued_proofs_wait_in_arrival_order_and_give_up_in_time():
+    """A proof that does not fit waits instead of being refused at once; a cheap proof behind a long one
+    does not overtake it; a waiter gives up with BUSY at its deadline."""
+    import asyncio
+
+    from pol.reasons import Refused, ServiceReason
+    from verifier_service.admission import CostQueue
+
+    async def main() -> list[str]:
+        queue, order = CostQueue(16), []
+        await queue.join(10, 1)
+
+        async def one(name: str, cost: int) -> None:
+            await queue.join(cost, 1)
+            order.append(name)
+
+        long = asyncio.create_task(one("long", 100))
+        await asyncio.sleep(0)
+        cheap = asyncio.create_task(one("cheap", 1))  # it would fit now, but the long one came first
+        await asyncio.sleep(0.05)
+        assert order == []
+        queue.leave(10)
+        await asyncio.sleep(0.01)
+        assert order == ["long"]  # alone in the queue now, and the cheap one waits behind it
+        queue.leave(100)
+        await asyncio.gather(long, cheap)
+        with pytest.raises(Refused) as e:
+            await queue.join(16, 0.05)  # 1 + 16 > 16: no room within its deadline
+        assert e.value.reason is ServiceReason.BUSY and "worth 16" in str(e.value)
+        return order
+
+    assert asyncio.run(main()) == ["long", "cheap"]

@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pol.client import Rejected, VerifierClient
 from pol.reasons import ServiceReason
 from pol.v1 import verifier_pb2 as pb
-from pol.wire import encode_state
+from pol.wire import CHUNK_SIZE, encode_state, iter_chunks
 from pol_chain.anvil import ANVIL_DEV_KEYS
 from pol_core.weights import compute_weights_hash
 from verifier_service.config import VerifierConfig
@@ -151,6 +151,39 @@ def test_a_spoofed_client_id_does_not_lock_out_its_victim(anvil, digits, tmp_pat
     finally:
         for c in attackers:
             c.close()
+        server.stop(0)
+        node.stop()
+
+
+def test_a_connection_looping_on_bad_proofs_is_paced_and_an_honest_one_is_not(anvil, digits, tmp_path):
+    """A client that sends proof after bad proof on one connection waits about a second before each
+    upload after its first refusal (refused_burst 1, refused_per_s 1), so it cannot set the service's
+    pace; an honest proof on another connection meanwhile waits for nothing."""
+    node, server, target = start_service(anvil, digits, tmp_path)
+    bad = connection(target)
+    try:
+        with VerifierClient(target, retry=None) as honest:
+            tip = honest.get_tip()
+            found = mine_on(digits, tip)
+            header = honest_header(digits, tip, digits.genesis_state)
+            header.parent_hash = b"\x11" * 32  # not the tip: refused on its merits after the upload
+            blob = encode_state(digits.genesis_state)
+            msgs = [pb.SubmitProofRequest(header=header)] + [pb.SubmitProofRequest(weights_chunk=c)
+                                                             for c in iter_chunks(blob, CHUNK_SIZE)]
+            took = []
+            for _ in range(4):
+                t0 = time.monotonic()
+                with pytest.raises(grpc.RpcError) as e:
+                    pb_stub(bad).SubmitProof(iter(msgs), timeout=30)
+                took.append(time.monotonic() - t0)
+                assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            # The first refusal is at once; each later upload first waits for the connection's budget.
+            assert took[0] < 0.8 and all(t >= 0.7 for t in took[1:]), took
+            t0 = time.monotonic()
+            resp = submit_found(honest, digits, tip, found)
+            assert resp.attested and time.monotonic() - t0 < 10
+    finally:
+        bad.close()
         server.stop(0)
         node.stop()
 

@@ -41,8 +41,9 @@ def test_what_is_retried():
 
 @pytest.fixture()
 def full_service(anvil, digits, tmp_path):
-    """A verifier that holds one upload at a time, and that upload held by another connection."""
-    node, server, target = start_service(anvil, digits, tmp_path, max_uploads=1)
+    """A verifier that holds one upload at a time, and that upload held by another connection; a second
+    upload waits 0.2 s for the place, then is refused BUSY."""
+    node, server, target = start_service(anvil, digits, tmp_path, max_uploads=1, queue_wait_s=0.2)
     channel = connection(target)
     tip = VerifierClient(target).get_tip()
     held = HeldUpload(channel, honest_header(digits, tip, digits.genesis_state))

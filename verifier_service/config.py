@@ -25,8 +25,15 @@ class VerifierConfig:
     max_concurrent_verifications: int = 2  # recomputations at once; the rest wait their turn
     max_inflight_per_client: int = 2  # proofs one client id may have in flight, within its connection's share
     max_inflight_per_connection: int = 4  # proofs one connection (peer address) may have in flight
-    max_uploads: int = 64  # proof uploads the service holds at once; more get RESOURCE_EXHAUSTED (BUSY)
-    max_queued_verifications: int = 16  # uploaded proofs waiting for or in verification; more get BUSY
+    max_uploads: int = 64  # proof uploads the service holds at once; more wait, unread (queue_wait_s)
+    max_queued_verifications: int = 16  # uploaded proofs waiting for or in verification, in paper verdicts
+    max_waiting_uploads: int = 1024  # uploads waiting, unread, for a place in that queue; more get BUSY
+    # Uploads let into that queue per second, service-wide: every upload costs the event loop a call, and
+    # this keeps headroom for reads on one core (docs/BENCHMARKS.md); raise it on a faster machine.
+    max_uploads_per_s: float = 200.0
+    queue_wait_s: float = 10.0  # an upload that waits longer than this for a place, or for the queue: BUSY
+    refused_burst: float = 1.0  # proofs one connection may have refused at once ...
+    refused_per_s: float = 1.0  # ... and per second beyond that; past it, its next upload waits (unread)
     max_watchers: int = 4096  # WatchTip streams at once
     max_streams_per_connection: int = 256
     upload_idle_s: float = 10.0  # an upload that sends nothing for this long is ended

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import gc
 import inspect
 import logging
 import math
@@ -47,7 +48,7 @@ from pol_core.types import (
 )
 from pol_core.verify import Proof
 
-from .admission import Admission, Limits, Ticket
+from .admission import Admission, CostQueue, Limits, RefusalPacer, Ticket, WaitingRoom, is_charged
 from .config import VerifierConfig
 from .node import AnyProof, VerifierNode
 
@@ -90,10 +91,12 @@ def rejects(fn: F) -> F:
             try:
                 async for item in fn(self, request, context):
                     yield item
+                return
             except (grpc.RpcError, asyncio.CancelledError):
                 raise
             except Exception as e:  # noqa: BLE001 - the service must survive any input
-                await abort(context, *_refusal(e))
+                refusal = _refusal(e)
+            await abort(context, *refusal)  # outside the handler: the status error does not chain e
 
         return streaming  # type: ignore[return-value]
 
@@ -104,7 +107,8 @@ def rejects(fn: F) -> F:
         except (grpc.RpcError, asyncio.CancelledError):
             raise
         except Exception as e:  # noqa: BLE001 - the service must survive any input
-            await abort(context, *_refusal(e))
+            refusal = _refusal(e)
+        await abort(context, *refusal)  # outside the handler: the status error does not chain e
 
     return unary  # type: ignore[return-value]
 
@@ -222,6 +226,8 @@ class TipBroadcast:
     """One follower of the node's tip for all watchers: it waits on the node (on one thread), builds
     the message once, and wakes every watcher; it also drives the health status."""
 
+    FANOUT_BATCH = 32  # watchers woken per pass of the event loop
+
     def __init__(self, node: VerifierNode, health_servicer: Any, poll_s: float = 0.5):
         self.node = node
         self.health = health_servicer
@@ -229,7 +235,7 @@ class TipBroadcast:
         self.latest: pb.Tip | None = None
         self.error: Exception | None = None  # the last attempt to read the tip failed
         self.version = 0
-        self._cond = asyncio.Condition()
+        self._waiters: list[asyncio.Future[None]] = []  # watchers waiting for the next version
         self._pool = futures.ThreadPoolExecutor(1, thread_name_prefix="tip")  # waits on the node's tip
         self._read = futures.ThreadPoolExecutor(1, thread_name_prefix="tip-read")
         self._key: tuple[bytes, bytes, bool, int] | None = None
@@ -242,9 +248,8 @@ class TipBroadcast:
             try:
                 msg = await self.publish()
             except Exception as e:  # noqa: BLE001 - handed to the watchers, whose calls map it to a status
-                async with self._cond:
-                    self.error, self.version = e, self.version + 1
-                    self._cond.notify_all()
+                self.error, self.version = e, self.version + 1
+                await self._wake()
                 await asyncio.sleep(self.poll_s)
                 continue
             await self._set_health(not msg.degraded)
@@ -263,11 +268,20 @@ class TipBroadcast:
         msg = await asyncio.get_running_loop().run_in_executor(self._read, tip_message, self.node)
         # The link too: a chain-bound block attested again after a rollback keeps its hash, not its link.
         key = (bytes(msg.block_hash), bytes(msg.link), msg.degraded, msg.pending_attestations)
-        async with self._cond:
-            if self.latest is None or key != self._key or self.error is not None:
-                self.latest, self._key, self.error, self.version = msg, key, None, self.version + 1
-                self._cond.notify_all()
+        if self.latest is None or key != self._key or self.error is not None:
+            self.latest, self._key, self.error, self.version = msg, key, None, self.version + 1
+            await self._wake()
         return msg
+
+    async def _wake(self) -> None:
+        """Wake the watchers a batch per pass of the loop: a GetTip or a health check that arrives
+        during the fan-out then waits for one batch of watchers, not for all of them."""
+        waiters, self._waiters = self._waiters, []
+        for i, w in enumerate(waiters):
+            if not w.done():
+                w.set_result(None)
+            if i % self.FANOUT_BATCH == self.FANOUT_BATCH - 1:
+                await asyncio.sleep(0)
 
     async def _set_health(self, serving: bool) -> None:
         if serving == self._serving:
@@ -278,16 +292,17 @@ class TipBroadcast:
             await self.health.set(name, s)
 
     async def next_after(self, version: int) -> tuple[int, pb.Tip | None]:
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.version != version or self.closed)
-            if self.error is not None:
-                raise self.error
-            return self.version, self.latest
+        while self.version == version and not self.closed:
+            woken = asyncio.get_running_loop().create_future()
+            self._waiters.append(woken)
+            await woken
+        if self.error is not None:
+            raise self.error
+        return self.version, self.latest
 
     async def close(self) -> None:
         self.closed = True
-        async with self._cond:
-            self._cond.notify_all()
+        await self._wake()
         self._pool.shutdown(wait=False)
         self._read.shutdown(wait=False)
 
@@ -303,7 +318,10 @@ class VerifierServicer(pb_grpc.VerifierServicer):
         self.verify_pool = futures.ThreadPoolExecutor(cfg.max_uploads, thread_name_prefix="verify")
         self.read_pool = futures.ThreadPoolExecutor(4, thread_name_prefix="read")
         self.verifying = asyncio.Semaphore(cfg.max_concurrent_verifications)
-        self.queued = 0  # cost (compute_verification_cost) of the proofs waiting for, or in, verification
+        self.room = WaitingRoom(cfg.max_uploads, cfg.max_waiting_uploads, cfg.max_inflight_per_connection,
+                                cfg.max_uploads_per_s)
+        self.pacer = RefusalPacer(cfg.refused_burst, cfg.refused_per_s, cfg.max_inflight_per_connection)
+        self.queue = CostQueue(cfg.max_queued_verifications)  # uploaded proofs waiting for, or in, verification
         self.watchers = 0
 
     async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
@@ -337,7 +355,6 @@ class VerifierServicer(pb_grpc.VerifierServicer):
         h = first.header
         check_header(self.node, h)
         cost = compute_verification_cost(self.node, h)
-        self._check_queue(cost)  # a full verification queue refuses before W is read, not after
         # Admission comes before any expensive step: reading W, hashing it, waiting for a slot.
         ticket = self.admission.admit(context.peer(), client_id(context))
         try:
@@ -380,41 +397,53 @@ class VerifierServicer(pb_grpc.VerifierServicer):
             gas_used=acc.gas_used or 0, drift=drift, verify_seconds=acc.verify_seconds,
         )
 
-    def _check_queue(self, cost: int) -> None:
-        # The work queued before the verification slots bounds an honest proof's wait; past it, retry.
-        # It is counted in paper verdicts, so long segments fill it sooner; one proof alone always fits.
-        if self.queued and self.queued + cost > self.cfg.max_queued_verifications:
-            raise Refused(ServiceReason.BUSY, f"verifications worth {self.queued} paper verdicts already wait "
-                          f"(this proof: {cost}); retry shortly")
-
     @rejects
     async def SubmitProof(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> pb.SubmitProofResponse:
         problems = self.node.attester.problems()
         # A block accepted now could not reach the chain: say so instead of a hollow OK.
         if problems:
             raise Refused(ServiceReason.DEGRADED, "; ".join(problems))
-        self._check_queue(1)  # a full queue refuses any proof: before a message is read
-        h, ticket, blob, cost = await self._read_upload(request_iterator.__aiter__(), context)
+        peer = context.peer()
+        await self.pacer.wait(peer)  # a connection refused too often waits before anything else
         try:
-            self._check_queue(cost)
-        except Refused:
-            self.admission.release(ticket)
+            return await self._submit(request_iterator, context, peer)
+        except BaseException as e:
+            if is_charged(e):
+                self.pacer.charge(peer)
             raise
-        self.queued += cost
+
+    async def _submit(self, request_iterator: Any, context: grpc.aio.ServicerContext, peer: str
+                      ) -> pb.SubmitProofResponse:
+        # Wait for a place before a message is read: a waiting upload costs the loop nothing.
+        await self.room.enter(peer, self.cfg.queue_wait_s)
         try:
-            # Admitted uploads wait here, on the loop, not on threads: a few verifications run Python
-            # at once, so the loop (reads, health, watchers) is not starved of the interpreter.
+            h, ticket, blob, cost = await self._read_upload(request_iterator.__aiter__(), context)
+        except BaseException:
+            self.room.leave()
+            raise
+        try:
+            # Uploaded proofs wait their turn for the verification queue (in arrival order), and then for
+            # a slot, on the loop, not on threads: a few verifications run Python at once, so the loop
+            # (reads, health, watchers) is not starved of the interpreter.
+            await self.queue.join(cost, self.cfg.queue_wait_s)
+        except BaseException:
+            self.admission.release(ticket)
+            self.room.leave()
+            raise
+        try:
             await self.verifying.acquire()
         except BaseException:
-            self.queued -= cost
+            self.queue.leave(cost)
             self.admission.release(ticket)
+            self.room.leave()
             raise
         fut = asyncio.get_running_loop().run_in_executor(self.verify_pool, self._verify, h, blob, ticket)
 
         def done(_: Any) -> None:  # held until the verification ends, even when the client gives up first
-            self.queued -= cost
+            self.queue.leave(cost)
             self.verifying.release()
             self.admission.release(ticket)
+            self.room.leave()
 
         fut.add_done_callback(done)
         resp = await fut
@@ -638,6 +667,9 @@ def serve(node: VerifierNode, addr: str, metrics_port: int | None = None, chunk_
     if metrics_port is not None:
         mport = node.serve_metrics(metrics_port)
         log.info("metrics", extra={"url": f"http://127.0.0.1:{mport}/metrics"})
+    # What start-up built (torch, the task, the modules) lives as long as the process: out of the
+    # collector's sight, a full collection under load pauses the loop for tens of ms, not hundreds.
+    gc.freeze()
     tip = node.tip_view()
     log.info("serving", extra={"addr": addr, "port": port, "task": tip.task, "contract": tip.contract_address})
     print(f"verifier listening on port {port}", flush=True)
