@@ -43,9 +43,10 @@ def test_turns_go_round_the_connections() -> None:
         order: list[str] = []
         # A flooder queues 4 uploads before the honest connection's one.
         tasks = await _enter_all(room, ["flood", "flood", "flood", "flood", "honest"], order)
-        for _ in range(5):
-            room.leave()
+        room.leave("holder")
+        for i in range(4):  # each granted upload ends in turn, and its place passes on
             await asyncio.sleep(0.01)
+            room.leave(order[i])
         await asyncio.gather(*tasks)
         return order
 
@@ -95,7 +96,7 @@ def test_a_waiter_gives_up_in_time_and_leaves_no_trace() -> None:
             await room.enter("late", 0.05)
         assert e.value.reason is ServiceReason.BUSY and "0.05 s" in str(e.value)
         assert room.waiting == 0
-        room.leave()  # the place is free again, and nobody stale takes it
+        room.leave("holder")  # the place is free again, and nobody stale takes it
         assert room.inside == 0
         await room.enter("next", 0.05)  # at once
 
@@ -110,7 +111,7 @@ def test_a_cancelled_waiter_is_forgotten() -> None:
         tasks = await _enter_all(room, ["gone", "stays"], order)
         tasks[0].cancel()  # the client hung up while it waited
         await asyncio.sleep(0)
-        room.leave()
+        room.leave("holder")
         await asyncio.gather(*tasks, return_exceptions=True)
         assert order == ["stays"] and room.inside == 1 and room.waiting == 0
 
@@ -123,7 +124,7 @@ def test_a_place_granted_to_a_waiter_that_gives_up_passes_on() -> None:
         await room.enter("holder", 1)
         order: list[str] = []
         tasks = await _enter_all(room, ["first", "second"], order)
-        room.leave()  # grants "first" ...
+        room.leave("holder")  # grants "first" ...
         tasks[0].cancel()  # ... which is cancelled before it runs again
         await asyncio.sleep(0.01)
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -191,3 +192,73 @@ def test_only_the_clients_faults_are_charged() -> None:
                    ServiceReason.DISK_FULL, ServiceReason.INTERNAL, ServiceReason.RATE_LIMITED):
         assert not is_charged(Refused(reason, "x"))
     assert not is_charged(asyncio.CancelledError())
+
+
+def test_one_connection_cannot_hold_every_place() -> None:
+    async def main() -> list[str]:
+        room = WaitingRoom(places=6, max_waiting=100, per_connection=4, per_s=FAST)
+        for _ in range(4):  # silent uploads: each holds a place until it ends
+            await room.enter("hog", 1)
+        order: list[str] = []
+        tasks = await _enter_all(room, ["hog", "hog", "honest"], order)
+        await asyncio.sleep(0.01)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return order
+
+    # Two places are free: without the share, the hog's waiting uploads would take both first.
+    assert run(main()) == ["honest"]
+
+
+def test_a_client_that_hangs_up_during_verification_keeps_its_slot_until_the_thread_ends() -> None:
+    """The verification thread runs on after the client cancels: its slot, queue cost, place and ticket
+    stay taken until it ends, so hanging up cannot run more verifications at once than the slots."""
+    import threading
+    import time
+    import types
+    from concurrent import futures
+
+    from verifier_service.admission import Admission, CostQueue, Limits
+    from verifier_service.server import VerifierServicer
+
+    running, peak, lock = 0, 0, threading.Lock()
+
+    def slow_verify(h: Any, blob: bytes, ticket: Any) -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.3)
+        with lock:
+            running -= 1
+
+    async def main() -> tuple[int, int]:
+        s = types.SimpleNamespace(cfg=types.SimpleNamespace(queue_wait_s=5.0), room=WaitingRoom(64, 1024, 4, FAST),
+                                  queue=CostQueue(16), verifying=asyncio.Semaphore(2),
+                                  admission=Admission(Limits(4, 2, 64)), verify_pool=futures.ThreadPoolExecutor(16),
+                                  pacer=RefusalPacer(1, 1, 4), _verify=slow_verify)
+
+        async def read_upload(it: Any, peer: str) -> tuple[None, Any, bytes, int]:
+            return None, s.admission.admit(peer, None), b"", 1
+
+        s._read_upload = read_upload
+
+        class Upload:
+            def __aiter__(self) -> "Upload":
+                return self
+
+        for i in range(6):  # each uploads, then hangs up while its proof is verified (or waits for a slot)
+            peer = f"ipv4:10.0.0.{i}:1"
+            t = asyncio.create_task(VerifierServicer._submit(s, Upload(), peer, peer))  # type: ignore[arg-type]
+            await asyncio.sleep(0.02)
+            t.cancel()
+        await asyncio.sleep(0.05)
+        held = s.queue.used
+        await asyncio.sleep(0.8)
+        s.verify_pool.shutdown()
+        assert s.queue.used == 0 and s.room.inside == 0 and s.admission.in_flight() == 0
+        return held, peak
+
+    held, peak = run(main())
+    assert peak <= 2 and held >= 1, (held, peak)

@@ -91,6 +91,7 @@ class WaitingRoom:
         self.per_connection = per_connection
         self.inside = 0
         self.waiting = 0
+        self._held: dict[str, int] = {}  # places each connection holds: at most per_connection
         self._queues: dict[str, deque[asyncio.Future[None]]] = {}
         self._turns: deque[str] = deque()  # connections with waiters, the next to be served first
 
@@ -98,8 +99,9 @@ class WaitingRoom:
         """Return once the upload holds a place (leave() gives it back), or raise Refused."""
         # Nobody waits and a place is free: waiters would otherwise be overtaken.
         now = asyncio.get_running_loop().time()
-        if self.inside < self.places and not self.waiting and now >= self._next_at:
-            self.inside += 1
+        if (self.inside < self.places and not self.waiting and now >= self._next_at
+                and self._held.get(peer, 0) < self.per_connection):
+            self._take(peer)
             self._next_at = now + self.interval
             return
         # A bounded room: past it, waiting would cost memory with no prospect of a turn.
@@ -122,7 +124,7 @@ class WaitingRoom:
                 await turn
         except BaseException as e:
             if turn.done() and not turn.cancelled():
-                self.leave()  # granted just as the waiter gave up: the place passes on
+                self.leave(peer)  # granted just as the waiter gave up: the place passes on
             else:
                 self._forget(peer, turn)
             if isinstance(e, TimeoutError):
@@ -130,19 +132,32 @@ class WaitingRoom:
                               "retry later") from None
             raise
 
-    def leave(self) -> None:
+    def leave(self, peer: str) -> None:
         self.inside -= 1
+        self._held[peer] -= 1
+        if not self._held[peer]:
+            del self._held[peer]
         self._grant()
+
+    def _take(self, peer: str) -> None:
+        self.inside += 1
+        self._held[peer] = self._held.get(peer, 0) + 1
 
     def _grant(self) -> None:
         loop = asyncio.get_running_loop()
-        while self.inside < self.places and self._turns:
+        passed = 0  # connections passed over in a row because they hold their share of places
+        while self.inside < self.places and passed < len(self._turns):
+            # One connection's silent uploads cannot hold every place: past its share, it waits.
+            if self._held.get(self._turns[0], 0) >= self.per_connection:
+                self._turns.rotate(-1)
+                passed += 1
+                continue
             now = loop.time()
             if now < self._next_at:
                 if self._timer is None:
                     self._timer = loop.call_at(self._next_at, self._on_timer)
                 return
-            self._next_at = now + self.interval
+            passed = 0
             peer = self._turns.popleft()
             queue = self._queues[peer]
             turn = queue.popleft()
@@ -153,7 +168,8 @@ class WaitingRoom:
                 del self._queues[peer]
             if turn.done():  # cancelled; its waiter has not run yet to forget it
                 continue
-            self.inside += 1
+            self._next_at = now + self.interval
+            self._take(peer)
             turn.set_result(None)
 
     def _on_timer(self) -> None:
@@ -194,6 +210,7 @@ class RefusalPacer:
     in flight with several uploads can run into debt, and then waits longer."""
 
     MAX_TRACKED = 4096  # connections remembered; past it, those whose budget is full again are dropped
+    MAX_DEBT = 8.0  # refusals a connection can owe: its wait stays bounded, and so does its entry's life
 
     def __init__(self, burst: float, per_s: float, per_connection: int):
         self.burst = burst
@@ -229,9 +246,12 @@ class RefusalPacer:
 
     def charge(self, peer: str) -> None:
         now = asyncio.get_running_loop().time()
-        self._budget[peer] = (self._tokens(peer, now) - 1.0, now)
+        self._budget[peer] = (max(self._tokens(peer, now) - 1.0, -self.MAX_DEBT), now)
         if len(self._budget) > self.MAX_TRACKED:
-            self._budget = {p: b for p, b in self._budget.items() if self._tokens(p, now) < self.burst}
+            kept = {p: b for p, b in self._budget.items() if self._tokens(p, now) < self.burst}
+            if len(kept) > self.MAX_TRACKED // 2:  # all in debt: forget the longest untouched
+                kept = dict(sorted(kept.items(), key=lambda item: item[1][1])[-(self.MAX_TRACKED // 2):])
+            self._budget = kept
 
 
 class CostQueue:

@@ -71,6 +71,15 @@ class VerifierConfig:
     fault_pause_s: float = 0.0
 
 
+def check_rates(cfg: VerifierConfig) -> None:
+    """Rates and budgets that would divide by zero, or make every upload wait, are refused at start-up."""
+    for key in ("max_uploads_per_s", "refused_per_s"):
+        if not getattr(cfg, key) > 0:
+            raise ConfigError(f"{key} must be positive, got {getattr(cfg, key)!r}")
+    if not cfg.refused_burst >= 1:
+        raise ConfigError(f"refused_burst must be at least 1 (a first refusal is free), got {cfg.refused_burst!r}")
+
+
 def parse_peers(text: str | None) -> list[str]:
     """The peers' addresses from `peers` (comma-separated HOST:PORT); ConfigError for a malformed one."""
     out = [p.strip() for p in (text or "").split(",") if p.strip()]
@@ -121,4 +130,6 @@ def load_config(path: str | Path | None, **overrides: Any) -> VerifierConfig:
             if not _accepts(hints[key], value):
                 raise ConfigError(f"{p}: [verifier] {key} = {value!r} is not of type {hints[key]}")
         base = replace(base, **doc)
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    cfg = replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    check_rates(cfg)
+    return cfg

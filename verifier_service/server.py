@@ -419,7 +419,7 @@ class VerifierServicer(pb_grpc.VerifierServicer):
         try:
             h, ticket, blob, cost = await self._read_upload(request_iterator.__aiter__(), context)
         except BaseException:
-            self.room.leave()
+            self.room.leave(peer)
             raise
         try:
             # Uploaded proofs wait their turn for the verification queue (in arrival order), and then for
@@ -428,25 +428,40 @@ class VerifierServicer(pb_grpc.VerifierServicer):
             await self.queue.join(cost, self.cfg.queue_wait_s)
         except BaseException:
             self.admission.release(ticket)
-            self.room.leave()
+            self.room.leave(peer)
             raise
         try:
             await self.verifying.acquire()
         except BaseException:
             self.queue.leave(cost)
             self.admission.release(ticket)
-            self.room.leave()
+            self.room.leave(peer)
             raise
-        fut = asyncio.get_running_loop().run_in_executor(self.verify_pool, self._verify, h, blob, ticket)
+        abandoned = False  # the client went away while its proof was verified
 
-        def done(_: Any) -> None:  # held until the verification ends, even when the client gives up first
+        def release() -> None:
             self.queue.leave(cost)
             self.verifying.release()
             self.admission.release(ticket)
-            self.room.leave()
+            self.room.leave(peer)
 
+        def done(f: asyncio.Future[pb.SubmitProofResponse]) -> None:
+            release()  # only when the verification ends, even if the client gave up first: the thread runs on
+            e = None if f.cancelled() else f.exception()
+            if abandoned and e is not None and is_charged(e):
+                self.pacer.charge(peer)  # hanging up does not dodge the pace of a refused proof
+
+        try:
+            fut = asyncio.get_running_loop().run_in_executor(self.verify_pool, self._verify, h, blob, ticket)
+        except BaseException:  # the pool is shut down: the service is stopping
+            release()
+            raise
         fut.add_done_callback(done)
-        resp = await fut
+        try:
+            resp = await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            abandoned = True
+            raise
         # Whoever hears of this block from us reads it in GetTip next: the receipt can be seen a moment
         # before the node moves its tip, so wait (briefly) for the tip to be the block.
         await self.tips.publish_until(bytes(resp.block_hash) if resp.attested else None)
