@@ -2,6 +2,7 @@
 real anvil, real gRPC on 127.0.0.1."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -39,23 +40,35 @@ def connection(target: str) -> grpc.Channel:
     return grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
 
 
-def start_service(anvil, task, tmp_path, **cfg):
+@contextlib.contextmanager
+def running_service(anvil, task, tmp_path, **cfg):
+    """A fresh deployment and a verifier serving it on 127.0.0.1:0 with these settings; stopped at the
+    end, whatever happened."""
     dep = deploy_fresh(anvil.url, task, tmp_path / "deployment.json", **FIXED_K)
     node = VerifierNode(task=task, deployment=dep, chain=dep.client(KEY), journal=Journal(tmp_path / "v" / "j.sqlite"),
                         models=ModelStore(tmp_path / "v" / "models"), metrics=Metrics(),
                         cfg=VerifierConfig(receipt_wait_s=20, **cfg))
+    with serving(node) as (server, target):
+        yield node, server, target
+
+
+@contextlib.contextmanager
+def serving(node):
+    """The node and its gRPC server on 127.0.0.1:0, both stopped at the end."""
     server, port = create_server(node, "127.0.0.1:0")
     node.start()
     server.start()
-    return node, server, f"127.0.0.1:{port}"
+    try:
+        yield server, f"127.0.0.1:{port}"
+    finally:
+        server.stop(0)
+        node.stop()
 
 
 @pytest.fixture()
 def service(anvil, digits, tmp_path):
-    node, server, target = start_service(anvil, digits, tmp_path)
-    yield node, target
-    server.stop(0)
-    node.stop()
+    with running_service(anvil, digits, tmp_path) as (node, _, target):
+        yield node, target
 
 
 class HeldUpload:
@@ -95,114 +108,106 @@ def wait_in_flight(node_server_admission, n: int, timeout: float = 10.0) -> None
 def test_watchers_and_unfinished_uploads_do_not_starve_reads_or_an_honest_proof(anvil, digits, tmp_path):
     """64 WatchTip streams and 32 uploads that never finish (16 connections, 2 each) hold no thread:
     GetTip and health answer at once, every watcher gets its tip, and an honest proof is accepted."""
-    node, server, target = start_service(anvil, digits, tmp_path)
-    channels = [connection(target) for _ in range(16)]
-    try:
-        tip = VerifierClient(target).get_tip()
-        found = mine_on(digits, tip)
-        watches = [pb_stub(channels[i % 16]).WatchTip(pb.GetTipRequest()) for i in range(64)]
-        header = honest_header(digits, tip, digits.genesis_state)
-        held = [HeldUpload(channels[i % 16], header) for i in range(32)]
-        wait_in_flight(server.servicer.admission, 32)
-        assert all(next(w).height == 0 for w in watches)
-        with VerifierClient(target) as client:
-            t0 = time.monotonic()
-            assert client.get_tip(timeout=5).height == 0
-            status = health_pb2_grpc.HealthStub(client.channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
-            assert status.status == health_pb2.HealthCheckResponse.SERVING
-            assert time.monotonic() - t0 < 2
-            resp = submit_found(client, digits, tip, found)
-            assert resp.attested and resp.height == 1
-        # The one broadcast reaches every watcher with the new tip (after, perhaps, the pending state).
-        assert all(next(m for m in w if m.height == 1 and m.pending_attestations == 0).block_hash == resp.block_hash
-                   for w in watches)
-        for h in held:
-            h.release.set()
-        for w in watches:
-            w.cancel()
-    finally:
-        for c in channels:
-            c.close()
-        server.stop(0)
-        node.stop()
+    with running_service(anvil, digits, tmp_path) as (node, server, target):
+        channels = [connection(target) for _ in range(16)]
+        try:
+            tip = VerifierClient(target).get_tip()
+            found = mine_on(digits, tip)
+            watches = [pb_stub(channels[i % 16]).WatchTip(pb.GetTipRequest()) for i in range(64)]
+            header = honest_header(digits, tip, digits.genesis_state)
+            held = [HeldUpload(channels[i % 16], header) for i in range(32)]
+            wait_in_flight(server.servicer.admission, 32)
+            assert all(next(w).height == 0 for w in watches)
+            with VerifierClient(target) as client:
+                t0 = time.monotonic()
+                assert client.get_tip(timeout=5).height == 0
+                status = health_pb2_grpc.HealthStub(client.channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+                assert status.status == health_pb2.HealthCheckResponse.SERVING
+                assert time.monotonic() - t0 < 2
+                resp = submit_found(client, digits, tip, found)
+                assert resp.attested and resp.height == 1
+            # The one broadcast reaches every watcher with the new tip (after, perhaps, the pending state).
+            assert all(next(m for m in w if m.height == 1 and m.pending_attestations == 0).block_hash == resp.block_hash
+                       for w in watches)
+            for h in held:
+                h.release.set()
+            for w in watches:
+                w.cancel()
+        finally:
+            for c in channels:
+                c.close()
 
 
 def test_a_spoofed_client_id_does_not_lock_out_its_victim(anvil, digits, tmp_path):
     """Admission is keyed on the connection: eight unfinished uploads sent under the victim's id from
     other connections fill those connections' shares, never the victim's."""
-    node, server, target = start_service(anvil, digits, tmp_path)
-    attackers = [connection(target) for _ in range(4)]
-    try:
-        with VerifierClient(target, client_id="victim") as victim:
-            tip = victim.get_tip()
-            found = mine_on(digits, tip)
-            header = honest_header(digits, tip, digits.genesis_state)
-            held = [HeldUpload(attackers[i % 4], header, client_id="victim") for i in range(8)]
-            wait_in_flight(server.servicer.admission, 8)
-            # One more from an attacker connection is refused: its id's share there is full.
-            with pytest.raises(grpc.RpcError) as e:
-                pb_stub(attackers[0]).SubmitProof(iter([pb.SubmitProofRequest(header=header)]), timeout=10,
-                                                  metadata=(("pol-client-id", "victim"),))
-            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "RATE_LIMITED" in e.value.details()
-            resp = submit_found(victim, digits, tip, found)
-            assert resp.attested
-            for h in held:
-                h.release.set()
-    finally:
-        for c in attackers:
-            c.close()
-        server.stop(0)
-        node.stop()
+    with running_service(anvil, digits, tmp_path) as (node, server, target):
+        attackers = [connection(target) for _ in range(4)]
+        try:
+            with VerifierClient(target, client_id="victim") as victim:
+                tip = victim.get_tip()
+                found = mine_on(digits, tip)
+                header = honest_header(digits, tip, digits.genesis_state)
+                held = [HeldUpload(attackers[i % 4], header, client_id="victim") for i in range(8)]
+                wait_in_flight(server.servicer.admission, 8)
+                # One more from an attacker connection is refused: its id's share there is full.
+                with pytest.raises(grpc.RpcError) as e:
+                    pb_stub(attackers[0]).SubmitProof(iter([pb.SubmitProofRequest(header=header)]), timeout=10,
+                                                      metadata=(("pol-client-id", "victim"),))
+                assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "RATE_LIMITED" in e.value.details()
+                resp = submit_found(victim, digits, tip, found)
+                assert resp.attested
+                for h in held:
+                    h.release.set()
+        finally:
+            for c in attackers:
+                c.close()
 
 
 def test_a_connection_looping_on_bad_proofs_is_paced_and_an_honest_one_is_not(anvil, digits, tmp_path):
     """A client that sends proof after bad proof on one connection waits about a second before each
     upload after its first refusal (refused_burst 1, refused_per_s 1), so it cannot set the service's
     pace; an honest proof on another connection meanwhile waits for nothing."""
-    node, server, target = start_service(anvil, digits, tmp_path)
-    bad = connection(target)
-    try:
-        with VerifierClient(target, retry=None) as honest:
-            tip = honest.get_tip()
-            found = mine_on(digits, tip)
-            header = honest_header(digits, tip, digits.genesis_state)
-            header.parent_hash = b"\x11" * 32  # not the tip: refused on its merits after the upload
-            blob = encode_state(digits.genesis_state)
-            msgs = [pb.SubmitProofRequest(header=header)] + [pb.SubmitProofRequest(weights_chunk=c)
-                                                             for c in iter_chunks(blob, CHUNK_SIZE)]
-            took = []
-            for _ in range(4):
+    with running_service(anvil, digits, tmp_path) as (node, server, target):
+        bad = connection(target)
+        try:
+            with VerifierClient(target, retry=None) as honest:
+                tip = honest.get_tip()
+                found = mine_on(digits, tip)
+                header = honest_header(digits, tip, digits.genesis_state)
+                header.parent_hash = b"\x11" * 32  # not the tip: refused on its merits after the upload
+                blob = encode_state(digits.genesis_state)
+                msgs = [pb.SubmitProofRequest(header=header)] + [pb.SubmitProofRequest(weights_chunk=c)
+                                                                 for c in iter_chunks(blob, CHUNK_SIZE)]
+                took = []
+                for _ in range(4):
+                    t0 = time.monotonic()
+                    with pytest.raises(grpc.RpcError) as e:
+                        pb_stub(bad).SubmitProof(iter(msgs), timeout=30)
+                    took.append(time.monotonic() - t0)
+                    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+                # The first refusal is at once; each later upload first waits for the connection's budget.
+                assert took[0] < 0.8 and all(t >= 0.7 for t in took[1:]), took
                 t0 = time.monotonic()
-                with pytest.raises(grpc.RpcError) as e:
-                    pb_stub(bad).SubmitProof(iter(msgs), timeout=30)
-                took.append(time.monotonic() - t0)
-                assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-            # The first refusal is at once; each later upload first waits for the connection's budget.
-            assert took[0] < 0.8 and all(t >= 0.7 for t in took[1:]), took
-            t0 = time.monotonic()
-            resp = submit_found(honest, digits, tip, found)
-            assert resp.attested and time.monotonic() - t0 < 10
-    finally:
-        bad.close()
-        server.stop(0)
-        node.stop()
+                resp = submit_found(honest, digits, tip, found)
+                assert resp.attested and time.monotonic() - t0 < 10
+        finally:
+            bad.close()
 
 
 def test_an_idle_upload_is_ended_and_frees_its_share(anvil, digits, tmp_path):
-    node, server, target = start_service(anvil, digits, tmp_path, upload_idle_s=0.5, upload_total_s=2.0)
-    channel = grpc.insecure_channel(target)
-    try:
-        tip = VerifierClient(target).get_tip()
-        held = HeldUpload(channel, honest_header(digits, tip, digits.genesis_state))
-        with pytest.raises(grpc.RpcError) as e:
-            held.future.result(timeout=10)
-        assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "UPLOAD_TIMEOUT" in e.value.details()
-        assert server.servicer.admission.in_flight() == 0
-        held.release.set()
-    finally:
-        channel.close()
-        server.stop(0)
-        node.stop()
+    with running_service(anvil, digits, tmp_path, upload_idle_s=0.5, upload_total_s=2.0) as (node, server, target):
+        channel = grpc.insecure_channel(target)
+        try:
+            tip = VerifierClient(target).get_tip()
+            held = HeldUpload(channel, honest_header(digits, tip, digits.genesis_state))
+            with pytest.raises(grpc.RpcError) as e:
+                held.future.result(timeout=10)
+            assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "UPLOAD_TIMEOUT" in e.value.details()
+            assert server.servicer.admission.in_flight() == 0
+            held.release.set()
+        finally:
+            channel.close()
 
 
 def test_malformed_requests_get_invalid_argument_or_not_found(service):
@@ -310,9 +315,8 @@ def test_a_chain_bound_rollback_is_re_attested_and_mining_goes_on(anvil, digits_
     one's parent link is on chain again), GetBlock answers what the chain holds, GetTip names the link the
     chain gave the tip this time (it mixes in the including block's prevrandao, which may differ from
     before), and the next block, replayed from the re-attested tip's W', lands."""
-    node, server, target = start_service(anvil, digits_cb, tmp_path)
-    order = list(digits_cb.genesis_state)
-    try:
+    with running_service(anvil, digits_cb, tmp_path) as (node, server, target):
+        order = list(digits_cb.genesis_state)
         chain = node.chain
         snap = chain.rpc("evm_snapshot")
         with VerifierClient(target) as client:
@@ -342,9 +346,6 @@ def test_a_chain_bound_rollback_is_re_attested_and_mining_goes_on(anvil, digits_
             state = client.get_model(bytes(tip.model_hash), order)
             r3 = submit_segment_found(client, digits_cb, tip, mine_segment_on(digits_cb, tip, state, seed=2))
             assert r3.attested and r3.height == 3 and chain.get_tip().height == 3
-    finally:
-        server.stop(0)
-        node.stop()
 
 
 def serve_cli(tmp_path: Path, deployment: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -413,39 +414,32 @@ def test_anvil_killed_and_restarted_from_its_state_file(digits, tmp_path):
         node = VerifierNode(task=digits, deployment=dep, chain=dep.client(KEY), journal=Journal(tmp_path / "v" / "j.sqlite"),
                             models=ModelStore(tmp_path / "v" / "models"), metrics=Metrics(),
                             cfg=VerifierConfig(receipt_wait_s=20, chain_retry_max_s=0.5, rpc_timeout_s=1))
-        server, gport = create_server(node, "127.0.0.1:0")
-        node.start()
-        server.start()
-        try:
-            with VerifierClient(f"127.0.0.1:{gport}") as client:
-                tip = client.get_tip()
-                r1 = submit_found(client, digits, tip, mine_on(digits, tip))
-                time.sleep(2.5)  # past a state dump: block 1 is on disk
-                model = client.get_model(r1.new_weights_hash, list(digits.genesis_state))
-                tip = client.get_tip()
-                r2 = submit_found(client, digits, tip, mine_on(digits, tip, state=model))
-                assert r1.attested and r2.attested
-                # A crash, no clean exit: anvil writes nothing more. The whole group: killing only npm's
-                # wrapper left the anvil binary running (and answering on the port, so the "restarted"
-                # node was the old one, and it outlived the test).
-                os.killpg(a.proc.pid, signal.SIGKILL)
-                a.proc.wait()
-                deadline = time.monotonic() + 10
-                while is_answering(a.url) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                assert not is_answering(a.url), "the killed anvil still answers"
-                a = AnvilProcess(port=port, state_file=state).start()
-                chain = dep.client()
-                assert chain.get_tip().height >= 1  # what was dumped survived the crash
-                deadline = time.monotonic() + 30
-                while chain.get_tip().height < 2 and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                blocks = chain.get_blocks(dep.deploy_block)
-                assert [b.block_hash for b in blocks[1:]] == [r1.block_hash, r2.block_hash]
-                assert client.get_block(height=2).block_hash == r2.block_hash
-        finally:
-            server.stop(0)
-            node.stop()
+        with serving(node) as (_, target), VerifierClient(target) as client:
+            tip = client.get_tip()
+            r1 = submit_found(client, digits, tip, mine_on(digits, tip))
+            time.sleep(2.5)  # past a state dump: block 1 is on disk
+            model = client.get_model(r1.new_weights_hash, list(digits.genesis_state))
+            tip = client.get_tip()
+            r2 = submit_found(client, digits, tip, mine_on(digits, tip, state=model))
+            assert r1.attested and r2.attested
+            # A crash, no clean exit: anvil writes nothing more. The whole group: killing only npm's
+            # wrapper left the anvil binary running (and answering on the port, so the "restarted"
+            # node was the old one, and it outlived the test).
+            os.killpg(a.proc.pid, signal.SIGKILL)
+            a.proc.wait()
+            deadline = time.monotonic() + 10
+            while is_answering(a.url) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not is_answering(a.url), "the killed anvil still answers"
+            a = AnvilProcess(port=port, state_file=state).start()
+            chain = dep.client()
+            assert chain.get_tip().height >= 1  # what was dumped survived the crash
+            deadline = time.monotonic() + 30
+            while chain.get_tip().height < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            blocks = chain.get_blocks(dep.deploy_block)
+            assert [b.block_hash for b in blocks[1:]] == [r1.block_hash, r2.block_hash]
+            assert client.get_block(height=2).block_hash == r2.block_hash
     finally:
         a.stop()
 
@@ -502,11 +496,8 @@ def test_a_hung_chain_node_is_flagged_in_seconds(anvil, digits, tmp_path):
     node = VerifierNode(task=digits, deployment=dep, journal=Journal(tmp_path / "v" / "j.sqlite"),
                         chain=ChainClient(proxy.url, dep.address, load_abi(), KEY, request_timeout=cfg.rpc_timeout_s),
                         models=ModelStore(tmp_path / "v" / "models"), metrics=Metrics(), cfg=cfg)
-    server, port = create_server(node, "127.0.0.1:0")
-    node.start()
-    server.start()
     try:
-        with VerifierClient(f"127.0.0.1:{port}") as client:
+        with serving(node) as (_, target), VerifierClient(target) as client:
             tip = client.get_tip()
             assert not tip.degraded
             proxy.frozen.set()
@@ -520,6 +511,4 @@ def test_a_hung_chain_node_is_flagged_in_seconds(anvil, digits, tmp_path):
             assert (r.value.code, r.value.reason) == (grpc.StatusCode.UNAVAILABLE, ServiceReason.DEGRADED)
             proxy.frozen.clear()
     finally:
-        server.stop(0)
-        node.stop()
         proxy.close()

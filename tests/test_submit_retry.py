@@ -15,7 +15,7 @@ from pol_core.types import Reason
 from pol_core.weights import compute_weights_hash
 
 from .helpers import mine_on
-from .test_robustness import HeldUpload, connection, honest_header, start_service, wait_in_flight
+from .test_robustness import HeldUpload, connection, honest_header, running_service, wait_in_flight
 
 
 def test_policy_is_bounded_exponential_and_jittered():
@@ -43,16 +43,14 @@ def test_what_is_retried():
 def full_service(anvil, digits, tmp_path):
     """A verifier that holds one upload at a time, and that upload held by another connection; a second
     upload waits 0.2 s for the place, then is refused BUSY."""
-    node, server, target = start_service(anvil, digits, tmp_path, max_uploads=1, queue_wait_s=0.2)
-    channel = connection(target)
-    tip = VerifierClient(target).get_tip()
-    held = HeldUpload(channel, honest_header(digits, tip, digits.genesis_state))
-    wait_in_flight(server.servicer.admission, 1)
-    yield target, tip, held
-    held.release.set()
-    channel.close()
-    server.stop(0)
-    node.stop()
+    with running_service(anvil, digits, tmp_path, max_uploads=1, queue_wait_s=0.2) as (_, server, target):
+        channel = connection(target)
+        tip = VerifierClient(target).get_tip()
+        held = HeldUpload(channel, honest_header(digits, tip, digits.genesis_state))
+        wait_in_flight(server.servicer.admission, 1)
+        yield target, tip, held
+        held.release.set()
+        channel.close()
 
 
 def test_busy_is_retried_until_the_proof_is_accepted(digits, full_service):
@@ -90,17 +88,12 @@ def test_retries_are_bounded_and_the_last_refusal_stands(digits, full_service):
 
 
 def test_a_refusal_on_the_merits_is_not_retried(digits, anvil, tmp_path):
-    node, server, target = start_service(anvil, digits, tmp_path)
-    try:
-        with VerifierClient(target) as client:
-            tip = client.get_tip()
-            seen: list[float] = []
-            header = honest_header(digits, tip, digits.genesis_state)
-            header.height = tip.height + 5  # not the next height
-            with pytest.raises(Rejected) as e:
-                client.submit_raw(header, b"", on_retry=lambda _, p: seen.append(p))
-            assert e.value.code != grpc.StatusCode.RESOURCE_EXHAUSTED and seen == []
-    finally:
-        server.stop(0)
-        node.stop()
+    with running_service(anvil, digits, tmp_path) as (_, _, target), VerifierClient(target) as client:
+        tip = client.get_tip()
+        seen: list[float] = []
+        header = honest_header(digits, tip, digits.genesis_state)
+        header.height = tip.height + 5  # not the next height
+        with pytest.raises(Rejected) as e:
+            client.submit_raw(header, b"", on_retry=lambda _, p: seen.append(p))
+        assert e.value.code != grpc.StatusCode.RESOURCE_EXHAUSTED and seen == []
 
