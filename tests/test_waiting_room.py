@@ -219,7 +219,7 @@ def test_a_client_that_hangs_up_during_verification_keeps_its_slot_until_the_thr
     import types
     from concurrent import futures
 
-    from verifier_service.admission import Admission, CostQueue, Limits
+    from verifier_service.admission import Admission, CostQueue
     from verifier_service.server import VerifierServicer
 
     running, peak, lock = 0, 0, threading.Lock()
@@ -236,7 +236,7 @@ def test_a_client_that_hangs_up_during_verification_keeps_its_slot_until_the_thr
     async def main() -> tuple[int, int]:
         s = types.SimpleNamespace(cfg=types.SimpleNamespace(queue_wait_s=5.0), room=WaitingRoom(64, 1024, 4, FAST),
                                   queue=CostQueue(16), verifying=asyncio.Semaphore(2),
-                                  admission=Admission(Limits(4, 2, 64)), verify_pool=futures.ThreadPoolExecutor(16),
+                                  admission=Admission(2), verify_pool=futures.ThreadPoolExecutor(16),
                                   pacer=RefusalPacer(1, 1, 4), _verify=slow_verify)
 
         async def read_upload(it: Any, peer: str) -> tuple[None, Any, bytes, int]:

@@ -1,10 +1,12 @@
-"""Who may start a proof upload, decided from the header alone, before any expensive work.
+"""Who may upload a proof now, decided before any expensive work, and how.
 
-The key is the connection (gRPC's peer string, address and port), which a client cannot forge; the
-`pol-client-id` header only refines it: several provers behind one connection each get their own
-share, but together never more than the connection's. A client that sends a victim's id from its own
-connections fills its own buckets, never the victim's. A service-wide cap bounds the uploads held at
-once, so uploads that never finish cannot exhaust the threads or the memory of the service.
+The key is the connection (gRPC's peer string, address and port), which a client cannot forge. An
+upload first waits, unread, for a place (WaitingRoom: the service holds `places` uploads at once, a
+connection at most its share); once its header is read, the `pol-client-id` header may only refine the
+connection's share: several provers behind one connection each get `per_client` of it (Admission), so
+a client that sends a victim's id from its own connections fills its own buckets, never the victim's.
+Then the proof waits for the verification queue (CostQueue). A connection whose proofs are refused on
+their merits is paced (RefusalPacer).
 """
 from __future__ import annotations
 
@@ -18,42 +20,30 @@ from pol_core.types import ConsensusError, Reason
 
 
 @dataclass(frozen=True)
-class Limits:
-    per_connection: int = 4  # uploads one connection may hold at once
-    per_client: int = 2  # of those, uploads one client id may hold
-    total: int = 64  # uploads the service holds at once (verification threads are sized to it)
-
-
-@dataclass(frozen=True)
 class Ticket:
     peer: str
     client: str
 
 
 class Admission:
-    def __init__(self, limits: Limits):
-        self.limits = limits
-        self._lock = threading.Lock()
-        self._peers: dict[str, int] = {}
+    """The uploads whose header was read, until their verification ends, by connection and client id.
+    The connection's own bound and the service's are the WaitingRoom's places, taken before this."""
+
+    def __init__(self, per_client: int):
+        self.per_client = per_client
+        self._lock = threading.Lock()  # read from test and metrics threads
         self._clients: dict[tuple[str, str], int] = {}
         self._total = 0
 
     def admit(self, peer: str, client_id: str | None) -> Ticket:
-        """A ticket for one upload, or Refused(RATE_LIMITED or BUSY)."""
+        """A ticket for one upload, or Refused(RATE_LIMITED)."""
         client = client_id or ""
         with self._lock:
-            # Every upload holds memory and, once verified, a thread: bound them service-wide.
-            if self._total >= self.limits.total:
-                raise Refused(ServiceReason.BUSY, f"the service holds {self._total} uploads; retry shortly")
-            n_peer = self._peers.get(peer, 0)
-            # The connection is the unit a client cannot forge; ids only split its share.
-            if n_peer >= self.limits.per_connection:
-                raise Refused(ServiceReason.RATE_LIMITED, f"connection {peer} already has {n_peer} proofs in flight")
             n_client = self._clients.get((peer, client), 0)
-            if n_client >= self.limits.per_client:
+            # Ids only split a connection's share: one prover behind it cannot take all of it.
+            if n_client >= self.per_client:
                 raise Refused(ServiceReason.RATE_LIMITED,
                               f"client {client or peer} already has {n_client} proofs in flight")
-            self._peers[peer] = n_peer + 1
             self._clients[(peer, client)] = n_client + 1
             self._total += 1
         return Ticket(peer, client)
@@ -61,9 +51,6 @@ class Admission:
     def release(self, t: Ticket) -> None:
         with self._lock:
             self._total -= 1
-            self._peers[t.peer] -= 1
-            if self._peers[t.peer] <= 0:
-                del self._peers[t.peer]
             self._clients[(t.peer, t.client)] -= 1
             if self._clients[(t.peer, t.client)] <= 0:
                 del self._clients[(t.peer, t.client)]

@@ -48,7 +48,7 @@ from pol_core.types import (
 )
 from pol_core.verify import Proof
 
-from .admission import Admission, CostQueue, Limits, RefusalPacer, Ticket, WaitingRoom, is_charged
+from .admission import Admission, CostQueue, RefusalPacer, Ticket, WaitingRoom, is_charged
 from .config import VerifierConfig
 from .node import AnyProof, VerifierNode
 
@@ -313,7 +313,7 @@ class VerifierServicer(pb_grpc.VerifierServicer):
         self.tips = tips
         self.cfg = cfg
         self.chunk_size = chunk_size
-        self.admission = Admission(Limits(cfg.max_inflight_per_connection, cfg.max_inflight_per_client, cfg.max_uploads))
+        self.admission = Admission(cfg.max_inflight_per_client)
         # One thread per admitted upload at most: a verification never waits for a thread.
         self.verify_pool = futures.ThreadPoolExecutor(cfg.max_uploads, thread_name_prefix="verify")
         self.read_pool = futures.ThreadPoolExecutor(4, thread_name_prefix="read")
