@@ -262,3 +262,17 @@ def test_a_client_that_hangs_up_during_verification_keeps_its_slot_until_the_thr
 
     held, peak = run(main())
     assert peak <= 2 and held >= 1, (held, peak)
+
+
+def test_rates_that_cannot_work_are_refused_at_start_up(tmp_path: Any) -> None:
+    from verifier_service.config import ConfigError, load_config
+
+    p = tmp_path / "v.toml"
+    for line, message in (("refused_per_s = 0", "refused_per_s must be positive"),
+                          ("max_uploads_per_s = -1.0", "max_uploads_per_s must be positive"),
+                          ("refused_burst = 0.5", "refused_burst must be at least 1")):
+        p.write_text(f"[verifier]\n{line}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_config(p)
+    p.write_text("[verifier]\nrefused_per_s = 0.5\nmax_uploads_per_s = 50\n")
+    assert (load_config(p).refused_per_s, load_config(p).max_uploads_per_s) == (0.5, 50)
