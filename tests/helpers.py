@@ -46,14 +46,15 @@ def mine_on(task: Task, tip, state=None, seed: int = 0, max_attempts: int = 2000
 
 def mine_segment_on(task: Task, tip, state, seed: int = 0, max_attempts: int = 20000, redraw: int = 0) -> Found:
     """A real chain-bound proof for `tip` by Algorithm 1 from the tip's W' `state`: the attempts it keeps
-    are the segment."""
-    model = task.model_from_state(state)
+    are the segment. The link mixes in anvil's prevrandao, which is seeded by the clock, so R differs from
+    run to run; a seed that finds nothing in `max_attempts` is followed by two more."""
     reqs = compute_requirements(compute_seed(bytes(tip.link), redraw), tip.difficulty, task.num_params)
-    found = mine_faithful(task, model, reqs, torch.Generator().manual_seed(seed), max_attempts, log=SegmentLog(task),
-                          floor=tip.correct, redraw=redraw)
-    if found is None:
-        raise RuntimeError("no proof found")
-    return found
+    for s in (seed, seed + 1000, seed + 2000):
+        found = mine_faithful(task, task.model_from_state(state), reqs, torch.Generator().manual_seed(s), max_attempts,
+                              log=SegmentLog(task), floor=tip.correct, redraw=redraw)
+        if found is not None:
+            return found
+    raise RuntimeError("no proof found")
 
 
 def submit_segment_found(client, task: Task, tip, found: Found, miner: bytes = MINER):
