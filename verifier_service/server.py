@@ -404,15 +404,18 @@ class VerifierServicer(pb_grpc.VerifierServicer):
         if problems:
             raise Refused(ServiceReason.DEGRADED, "; ".join(problems))
         peer = context.peer()
-        await self.pacer.wait(peer)  # a connection refused too often waits before anything else
+        # Refusals are paced per client id within the connection, as shares are split: channels in one
+        # process share a connection, and a flooding client there must not hold back an honest one.
+        paced = f"{peer}/{client_id(context) or ''}"
+        await self.pacer.wait(paced)  # a client refused too often waits before anything else
         try:
-            return await self._submit(request_iterator, context, peer)
+            return await self._submit(request_iterator, context, peer, paced)
         except BaseException as e:
             if is_charged(e):
-                self.pacer.charge(peer)
+                self.pacer.charge(paced)
             raise
 
-    async def _submit(self, request_iterator: Any, context: grpc.aio.ServicerContext, peer: str
+    async def _submit(self, request_iterator: Any, context: grpc.aio.ServicerContext, peer: str, paced: str
                       ) -> pb.SubmitProofResponse:
         # Wait for a place before a message is read: a waiting upload costs the loop nothing.
         await self.room.enter(peer, self.cfg.queue_wait_s)
@@ -449,7 +452,7 @@ class VerifierServicer(pb_grpc.VerifierServicer):
             release()  # only when the verification ends, even if the client gave up first: the thread runs on
             e = None if f.cancelled() else f.exception()
             if abandoned and e is not None and is_charged(e):
-                self.pacer.charge(peer)  # hanging up does not dodge the pace of a refused proof
+                self.pacer.charge(paced)  # hanging up does not dodge the pace of a refused proof
 
         try:
             fut = asyncio.get_running_loop().run_in_executor(self.verify_pool, self._verify, h, blob, ticket)
