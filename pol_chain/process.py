@@ -60,11 +60,14 @@ def terminate(proc: subprocess.Popen[bytes] | subprocess.Popen[str] | None, sig:
         proc.wait()
 
 
-def exit_on_sigterm() -> None:
-    """Turn SIGTERM into KeyboardInterrupt in the main thread, so a service manager's stop (or
-    `timeout`) runs the same `finally` blocks as Ctrl-C and the children are stopped in order."""
+def exit_on_stop_signals() -> None:
+    """Turn SIGINT and SIGTERM into KeyboardInterrupt in the main thread, so Ctrl-C, a service manager's
+    stop and `timeout` all run the same `finally` blocks and the children are stopped in order. SIGINT is
+    set explicitly: a command started in the background of a script (`cmd &`, nohup) inherits it ignored,
+    and then Ctrl-C, or a supervisor's SIGINT, would do nothing."""
 
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)

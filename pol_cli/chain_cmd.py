@@ -145,10 +145,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     pin_cpu_dispatch()  # the genesis count c0 = accuracy(W0, E) is consensus arithmetic
     from pol_chain.anvil import AnvilProcess
     from pol_chain.deploy import Deployment
-    from pol_chain.process import exit_on_sigterm
+    from pol_chain.process import exit_on_stop_signals
     from pol_core.tasks import load_task
 
-    exit_on_sigterm()  # SIGTERM stops anvil as Ctrl-C does
+    exit_on_stop_signals()  # Ctrl-C and SIGTERM stop anvil alike
     anvil = AnvilProcess(port=args.port, state_file=args.state, detached=args.detach).start()
     try:
         dep_path = Path(args.deployment)

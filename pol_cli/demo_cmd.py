@@ -23,7 +23,7 @@ MINERS = ["0x" + f"{i:02x}" * 20 for i in (0xA1, 0xB2, 0xC3, 0xD4, 0xE5, 0xF6)]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pol_chain.process import exit_on_sigterm
+    from pol_chain.process import exit_on_stop_signals
 
     from .chain_cmd import check_quorum_args, check_task_args
     from .network import LocalNetwork
@@ -40,7 +40,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         shutil.rmtree(workdir)  # a demo always starts a fresh chain; running it twice works
     workdir.mkdir(parents=True)
     net = LocalNetwork(workdir)
-    exit_on_sigterm()  # SIGTERM (a service manager, `timeout`) stops the network as Ctrl-C does
+    exit_on_stop_signals()  # Ctrl-C and SIGTERM (a service manager, `timeout`) stop the network alike
     t_start = time.monotonic()
     try:
         return run_demo(args, net, out, t_start)

@@ -14,9 +14,11 @@ from pol_chain.anvil import find_free_port
 from .helpers import descendants, wait_gone
 
 
-def start_pol(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+def start_pol(args: list[str], cwd: Path, sigint_ignored: bool = False) -> subprocess.Popen[str]:
+    # As a script's `cmd &` or nohup starts it: SIGINT ignored, and the child inherits that.
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     return subprocess.Popen([sys.executable, "-m", "pol_cli.main", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, cwd=cwd)
+                            stderr=subprocess.STDOUT, text=True, cwd=cwd, preexec_fn=ignore)
 
 
 def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 300) -> list[str]:
@@ -31,8 +33,9 @@ def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 300) -
     return lines
 
 
-def chain_up(tmp_path: Path) -> tuple[subprocess.Popen[str], set[int]]:
-    proc = start_pol(["chain", "up", "--port", str(find_free_port()), "--deployment", str(tmp_path / "d.json")], tmp_path)
+def chain_up(tmp_path: Path, sigint_ignored: bool = False) -> tuple[subprocess.Popen[str], set[int]]:
+    proc = start_pol(["chain", "up", "--port", str(find_free_port()), "--deployment", str(tmp_path / "d.json")], tmp_path,
+                     sigint_ignored)
     read_until(proc, "Ctrl-C stops the chain")
     children = descendants(proc.pid)
     assert children, "chain up started no anvil"
@@ -43,6 +46,19 @@ def test_chain_up_stops_anvil_on_sigterm(tmp_path):
     proc, children = chain_up(tmp_path)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
+    assert not wait_gone(children, 10)
+
+
+def test_ctrl_c_stops_chain_up_even_when_started_with_sigint_ignored(tmp_path):
+    """A script that starts `pol chain up &` (or nohup) hands it SIGINT ignored; the command's promise,
+    "Ctrl-C stops the chain", holds all the same."""
+    proc, children = chain_up(tmp_path, sigint_ignored=True)
+    try:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert not wait_gone(children, 10)
 
 

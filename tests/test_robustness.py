@@ -253,6 +253,27 @@ def test_a_full_disk_is_resource_exhausted_and_leaves_no_partial_file(service, d
     assert node.journal.pending() == []  # nothing half-accepted
 
 
+def revert_and_wait_re_attested(node, client: VerifierClient, snap, block_hashes: list[bytes]) -> None:
+    """evm_revert to `snap` (before every block in `block_hashes`), wake the attester, and wait until the
+    chain holds those blocks again, in order, and GetBlock serves each as the chain holds it."""
+    chain = node.chain
+    chain.rpc("evm_revert", [snap])
+    assert chain.get_tip().height == 0
+    node.attester.wake()
+    deadline = time.monotonic() + 30
+    # The rows read attested until the attester sees the rollback: wait for the chain first, then for
+    # the receipts to reach the journal (the chain shows a block a moment before that).
+    while chain.get_tip().height < len(block_hashes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    while any(node.journal.get(h).status != "attested" for h in block_hashes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    blocks = chain.get_blocks(node.deployment.deploy_block)
+    assert [b.block_hash for b in blocks[1:]] == list(block_hashes)
+    for b in blocks[1:]:
+        served = client.get_block(height=b.header.height)
+        assert served.block_hash == b.block_hash and served.attested and served.tx_hash == b.tx_hash
+
+
 def test_a_rollback_is_reconciled_and_the_blocks_re_attested(service, digits):
     """evm_revert under the verifier: rows of rolled-back blocks are marked, the blocks are sent again
     in order (their parent is the tip once more), and GetBlock answers what the chain holds."""
@@ -268,20 +289,7 @@ def test_a_rollback_is_reconciled_and_the_blocks_re_attested(service, digits):
         r2 = submit_found(client, digits, tip, mine_on(digits, tip, state=model))
         assert r2.attested and r2.height == 2
         old_txs = [client.get_block(height=h).tx_hash for h in (1, 2)]
-        chain.rpc("evm_revert", [snap])
-        assert chain.get_tip().height == 0
-        node.attester.wake()
-        deadline = time.monotonic() + 30
-        while chain.get_tip().height < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        # The chain shows a block a moment before its receipt reaches the journal.
-        while node.journal.get(r2.block_hash).status != "attested" and time.monotonic() < deadline:
-            time.sleep(0.1)
-        blocks = chain.get_blocks(node.deployment.deploy_block)
-        assert [b.block_hash for b in blocks[1:]] == [r1.block_hash, r2.block_hash]
-        for b in blocks[1:]:
-            served = client.get_block(height=b.header.height)
-            assert served.block_hash == b.block_hash and served.attested and served.tx_hash == b.tx_hash
+        revert_and_wait_re_attested(node, client, snap, [r1.block_hash, r2.block_hash])
         assert [client.get_block(height=h).tx_hash for h in (1, 2)] != old_txs  # sent again, new transactions
         deadline = time.monotonic() + 10
         while client.get_tip().height < 2 and time.monotonic() < deadline:
@@ -326,21 +334,7 @@ def test_a_chain_bound_rollback_is_re_attested_and_mining_goes_on(anvil, digits_
                 state = client.get_model(bytes(tip.model_hash), order)
                 results.append(submit_segment_found(client, digits_cb, tip, mine_segment_on(digits_cb, tip, state, seed)))
                 assert results[-1].attested
-            chain.rpc("evm_revert", [snap])
-            assert chain.get_tip().height == 0
-            node.attester.wake()
-            deadline = time.monotonic() + 30
-            # The rows read attested until the attester sees the rollback: wait for the chain first.
-            while chain.get_tip().height < 2 and time.monotonic() < deadline:
-                time.sleep(0.1)
-            while any(node.journal.get(r.block_hash).status != "attested" for r in results) \
-                    and time.monotonic() < deadline:
-                time.sleep(0.1)
-            blocks = chain.get_blocks(node.deployment.deploy_block)
-            assert [b.block_hash for b in blocks[1:]] == [r.block_hash for r in results]
-            for b in blocks[1:]:
-                served = client.get_block(height=b.header.height)
-                assert served.block_hash == b.block_hash and served.attested and served.tx_hash == b.tx_hash
+            revert_and_wait_re_attested(node, client, snap, [r.block_hash for r in results])
             tip = client.get_tip()
             assert (tip.height, bytes(tip.link)) == (2, chain.get_tip().link)  # the link the chain gave it again
             state = client.get_model(bytes(tip.model_hash), order)
