@@ -461,8 +461,10 @@ class ChainClient:
         if self.account is None:
             raise ChainError("this client has no key; it can only read")
         with self._send_lock, self._errors_translated():
-            # Headroom over the estimate: the estimate runs at another timestamp and prevrandao.
-            estimate = fn.estimate_gas({"from": self.account.address})
+            # At the pending block: the one the transaction lands in. A node that mines on demand keeps
+            # `latest` at the last transaction's time, where an open redraw still reads RedrawTooEarly.
+            # Headroom over the estimate: the block's prevrandao is not known yet.
+            estimate = fn.estimate_gas({"from": self.account.address}, "pending")
             tx = fn.build_transaction({
                 "from": self.account.address,
                 "nonce": self.w3.eth.get_transaction_count(self.account.address, "pending"),

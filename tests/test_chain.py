@@ -192,6 +192,20 @@ def test_chain_time_is_the_next_blocks(chain_cb, deployed_cb):
     assert int(chain_cb.w3.eth.get_block("latest")["timestamp"]) >= seen
 
 
+def test_a_redraw_lands_on_a_quiet_chain(chain_cb, deployed_cb):
+    """No transaction for redrawAfter seconds: `latest` keeps the tip's time, and a gas estimate run
+    there refuses redraw 1 (RedrawTooEarly) though the block that would carry it is past its opening;
+    the estimate must run where the transaction will land, or a chain that needs a redraw halts (the
+    demo hung on it)."""
+    chain_cb.submit_block(next_header(chain_cb, deployed_cb, 9))
+    tip = chain_cb.get_tip()
+    chain_cb.rpc("evm_increaseTime", [61])  # the clock moves; no block is mined, so `latest` does not
+    assert int(chain_cb.w3.eth.get_block("latest")["timestamp"]) == tip.time
+    assert chain_cb.get_timestamp() >= tip.time + 60
+    h = replace(next_header(chain_cb, deployed_cb), redraw=1)
+    assert chain_cb.submit_block(h).block_hash == compute_header_hash(h)
+
+
 def test_redraw_requirements_use_the_redraw_seed(chain_cb, digits_cb):
     tip = chain_cb.get_tip()
     for j in (0, 1, 2, 77):
