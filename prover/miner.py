@@ -244,6 +244,7 @@ class Miner:
         finally:
             self.submitting = False
         self.stats.blocks_won += 1
-        log.info("block %d won: 0x%s tx %s", resp.height, resp.block_hash.hex()[:16], resp.tx_hash)
+        log.info("block %d won: 0x%s %s", resp.height, resp.block_hash.hex()[:16],
+                 f"tx {resp.tx_hash}" if resp.attested else "(accepted, not on chain yet)")
         # Wait until the tip moves to our block, so the next round starts from the canonical W'.
         self._wait_tip(lambda t: t.height >= resp.height and t.pending_attestations == 0, timeout=60)

@@ -47,7 +47,7 @@ def running_service(anvil, task, tmp_path, **cfg):
     dep = deploy_fresh(anvil.url, task, tmp_path / "deployment.json", **FIXED_K)
     node = VerifierNode(task=task, deployment=dep, chain=dep.client(KEY), journal=Journal(tmp_path / "v" / "j.sqlite"),
                         models=ModelStore(tmp_path / "v" / "models"), metrics=Metrics(),
-                        cfg=VerifierConfig(receipt_wait_s=20, **cfg))
+                        cfg=VerifierConfig(**{"receipt_wait_s": 20, **cfg}))
     with serving(node) as (server, target):
         yield node, server, target
 
@@ -231,6 +231,31 @@ def test_malformed_requests_get_invalid_argument_or_not_found(service):
             assert client.get_tip().height == 0  # and the service still answers
     finally:
         channel.close()
+
+
+def test_an_accepted_block_displaced_on_chain_is_answered_without_waiting_out_the_receipt(anvil, digits, tmp_path):
+    """Another block takes the height while the accepted one waits to be sent: the row is orphaned and
+    SubmitProof answers then (OK, not attested), not after receipt_wait_s holding a verification slot."""
+    from .test_chain import next_header
+
+    with running_service(anvil, digits, tmp_path, receipt_wait_s=120, fault_pause="before_send",
+                         fault_pause_s=3) as (node, _, target):
+        with VerifierClient(target) as client:
+            tip = client.get_tip()
+            found = mine_on(digits, tip)
+            answers: list = []
+            submit = threading.Thread(target=lambda: answers.append(submit_found(client, digits, tip, found)))
+            submit.start()
+            deadline = time.monotonic() + 30
+            while not node.journal.pending() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert node.journal.pending(), "the proof was not accepted"
+            rival = node.deployment.client(KEY)  # the attester's key, sending while the attester is paused
+            rival.submit_block(next_header(rival, node.deployment, 7))
+            submit.join(60)
+            assert not submit.is_alive(), "SubmitProof waited for a receipt that can never come"
+            assert not answers[0].attested
+            assert node.journal.get(bytes(answers[0].block_hash)).status == "orphaned"
 
 
 def test_a_full_disk_is_resource_exhausted_and_leaves_no_partial_file(service, digits, monkeypatch):
