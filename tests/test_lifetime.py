@@ -1,5 +1,5 @@
 """Every process `pol demo` and `pol chain up` start ends when they end: on SIGTERM (a service
-manager, `timeout`), and even when they are killed outright (the kernel's parent-death signal)."""
+manager, `timeout`), on Ctrl-C, and even when they are killed outright (the kernel's parent-death signal)."""
 from __future__ import annotations
 
 import json
@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from pol_chain.anvil import find_free_port
 
@@ -42,19 +44,13 @@ def chain_up(tmp_path: Path, sigint_ignored: bool = False) -> tuple[subprocess.P
     return proc, children
 
 
-def test_chain_up_stops_anvil_on_sigterm(tmp_path):
-    proc, children = chain_up(tmp_path)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == 0
-    assert not wait_gone(children, 10)
-
-
-def test_ctrl_c_stops_chain_up_even_when_started_with_sigint_ignored(tmp_path):
-    """A script that starts `pol chain up &` (or nohup) hands it SIGINT ignored; the command's promise,
-    "Ctrl-C stops the chain", holds all the same."""
-    proc, children = chain_up(tmp_path, sigint_ignored=True)
+@pytest.mark.parametrize("sig,sigint_ignored", [(signal.SIGTERM, False), (signal.SIGINT, True)])
+def test_chain_up_stops_anvil_on_sigterm_and_ctrl_c(tmp_path, sig, sigint_ignored):
+    """SIGTERM (a service manager) and Ctrl-C both stop anvil; Ctrl-C even when a script started
+    `pol chain up &` (or nohup), which hands it SIGINT ignored."""
+    proc, children = chain_up(tmp_path, sigint_ignored)
     try:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         assert proc.wait(30) == 0
     finally:
         if proc.poll() is None:
