@@ -15,6 +15,7 @@ import grpc
 import torch
 
 from pol.client import Rejected, VerifierClient, VerifierUnavailable
+from pol.reasons import ServiceReason
 from pol.v1 import verifier_pb2 as pb
 from pol_core.link import compute_seed
 from pol_core.requirements import compute_requirements
@@ -173,7 +174,15 @@ class Miner:
                 # Mining on a tip whose successor awaits attestation would be stale work.
                 tip = self._wait_tip(lambda t: t.pending_attestations == 0, timeout=1.0)
                 if tip is not None:
-                    self._mine_on(tip)
+                    try:
+                        self._mine_on(tip)
+                    except Rejected as e:
+                        if e.reason != ServiceReason.UNKNOWN_MODEL:
+                            raise
+                        # The verifier does not hold the tip's W' yet (a rollback, or a tip it is still
+                        # catching up on from its peers): ask again shortly, or on the next tip.
+                        log.warning("the verifier does not serve the tip's model yet: %s", e.message)
+                        self._wait_tip(lambda t, h=bytes(tip.block_hash): bytes(t.block_hash) != h, timeout=2.0)
         finally:
             self.stop()
             self.client.close()

@@ -21,7 +21,7 @@ from prover.fast import BatchedSearch
 from prover.miner import Miner, MinerConfig
 from prover.search import FastSearcher, draw_round
 
-from .helpers import deploy_fresh, start_verifier_process
+from .helpers import deploy_fresh, mine_on, start_verifier_process, submit_found
 
 
 @pytest.fixture()
@@ -45,6 +45,36 @@ def test_both_modes_mine_blocks_the_verifier_accepts(network, digits, mode):
     blocks = dep.client().get_blocks(dep.deploy_block)
     assert [b.header.height for b in blocks] == [0, 1, 2]
     assert all(b.header.miner == b"\x0a" * 20 for b in blocks[1:])
+
+
+def test_a_miner_waits_for_a_tip_model_the_verifier_does_not_serve_yet(network, digits):
+    """GetModel answers UNKNOWN_MODEL for the tip's W' (a rollback, a member still catching up): the miner
+    keeps asking instead of exiting, and mines on once the model is served."""
+    dep, vp, tmp = network
+    with VerifierClient(f"127.0.0.1:{vp.port}") as client:
+        tip = client.get_tip()
+        r1 = submit_found(client, digits, tip, mine_on(digits, tip))
+    stored = tmp / "v" / "models" / f"{bytes(r1.new_weights_hash).hex()}.safetensors"
+    held = stored.read_bytes()
+    stored.unlink()
+    miner = Miner(digits, MinerConfig(target=f"127.0.0.1:{vp.port}", miner=b"\x0d" * 20, mode="fast", candidates=64,
+                                      max_blocks=1, seed=4))
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            miner.run()
+        except BaseException as e:  # noqa: BLE001 - the assertion below reports it
+            failures.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(3)  # several refusals of the model
+    assert t.is_alive() and not failures, failures
+    stored.write_bytes(held)
+    t.join(120)
+    assert not t.is_alive() and not failures, failures
+    assert miner.stats.blocks_won == 1 and dep.client().get_tip().height == 2
 
 
 def test_fast_proof_verifies_with_the_core(digits):
