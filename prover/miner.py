@@ -182,7 +182,8 @@ class Miner:
                         # The verifier does not hold the tip's W' yet (a rollback, or a tip it is still
                         # catching up on from its peers): ask again shortly, or on the next tip.
                         log.warning("the verifier does not serve the tip's model yet: %s", e.message)
-                        self._wait_tip(lambda t, h=bytes(tip.block_hash): bytes(t.block_hash) != h, timeout=2.0)
+                        stuck = bytes(tip.block_hash)
+                        self._wait_tip(lambda t: bytes(t.block_hash) != stuck, timeout=2.0)
         finally:
             self.stop()
             self.client.close()
