@@ -63,8 +63,8 @@ def terminate(proc: subprocess.Popen[bytes] | subprocess.Popen[str] | None, sig:
 def exit_on_stop_signals() -> None:
     """Turn SIGINT and SIGTERM into KeyboardInterrupt in the main thread, so Ctrl-C, a service manager's
     stop and `timeout` all run the same `finally` blocks and the children are stopped in order. SIGINT is
-    set explicitly: a command started in the background of a script (`cmd &`, nohup) inherits it ignored,
-    and then Ctrl-C, or a supervisor's SIGINT, would do nothing."""
+    set explicitly: a job a non-interactive shell starts in the background (`cmd &` in a script) inherits
+    it ignored, and then Ctrl-C, or a supervisor's SIGINT, would do nothing."""
 
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt

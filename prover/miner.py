@@ -73,6 +73,7 @@ class MinerConfig:
     train_batch: int | None = None  # fast mode: samples of the training step per round (4^j * S); None = default
     train_every: int = 1  # fast mode: train after every n-th round only (the demo's slow climb)
     connect_timeout: float = 30.0  # give up when no verifier answers for this long
+    model_wait_s: float = 300.0  # give up when the verifier has not served the tip's model for this long
 
 
 class Miner:
@@ -88,6 +89,7 @@ class Miner:
         self._tip_cv = threading.Condition()
         self._stream: grpc.Call | None = None
         self._failure: Exception | None = None  # why the tip watcher gave up
+        self._model_missing_since: tuple[bytes, float] | None = None  # (tip, when GetModel first refused it)
         self.model = task.new_model().to(self.device)
         self.model_hash: bytes = task.genesis_hash
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -179,17 +181,26 @@ class Miner:
                     except Rejected as e:
                         if e.reason != ServiceReason.UNKNOWN_MODEL:
                             raise
-                        # The verifier does not hold the tip's W' yet (a rollback, or a tip it is still
-                        # catching up on from its peers): ask again shortly, or on the next tip.
-                        log.warning("the verifier does not serve the tip's model yet: %s", e.message)
-                        stuck = bytes(tip.block_hash)
-                        self._wait_tip(lambda t: bytes(t.block_hash) != stuck, timeout=2.0)
+                        self._wait_for_model(tip, e)
         finally:
             self.stop()
             self.client.close()
         if self._failure is not None:
             raise self._failure
         return self.stats
+
+    def _wait_for_model(self, tip: pb.Tip, refusal: Rejected) -> None:
+        """The verifier does not serve the tip's W' yet (a rollback, or a tip a quorum member is still
+        catching up on from its peers): ask again shortly, or on the next tip. A model still missing after
+        `model_wait_s` on one tip will not come (this verifier never attested it, or lost it): give up."""
+        stuck = bytes(tip.block_hash)
+        if self._model_missing_since is None or self._model_missing_since[0] != stuck:
+            self._model_missing_since = (stuck, time.monotonic())
+        self.stats.retries["UNKNOWN_MODEL"] = self.stats.retries.get("UNKNOWN_MODEL", 0) + 1
+        if time.monotonic() - self._model_missing_since[1] > self.cfg.model_wait_s:
+            raise refusal
+        log.warning("the verifier does not serve the tip's model yet: %s", refusal.message)
+        self._wait_tip(lambda t: bytes(t.block_hash) != stuck, timeout=2.0)
 
     def _mine_on(self, tip: pb.Tip) -> None:
         self._sync_model(tip)

@@ -17,7 +17,7 @@ from .helpers import descendants, wait_gone
 
 
 def start_pol(args: list[str], cwd: Path, sigint_ignored: bool = False) -> subprocess.Popen[str]:
-    # As a script's `cmd &` or nohup starts it: SIGINT ignored, and the child inherits that.
+    # As a script's `cmd &` starts it (a non-interactive shell): SIGINT ignored, and the child inherits that.
     ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     return subprocess.Popen([sys.executable, "-m", "pol_cli.main", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=cwd, preexec_fn=ignore)
@@ -47,7 +47,7 @@ def chain_up(tmp_path: Path, sigint_ignored: bool = False) -> tuple[subprocess.P
 @pytest.mark.parametrize("sig,sigint_ignored", [(signal.SIGTERM, False), (signal.SIGINT, True)])
 def test_chain_up_stops_anvil_on_sigterm_and_ctrl_c(tmp_path, sig, sigint_ignored):
     """SIGTERM (a service manager) and Ctrl-C both stop anvil; Ctrl-C even when a script started
-    `pol chain up &` (or nohup), which hands it SIGINT ignored."""
+    `pol chain up &` (a non-interactive shell hands a background job SIGINT ignored)."""
     proc, children = chain_up(tmp_path, sigint_ignored)
     try:
         proc.send_signal(sig)

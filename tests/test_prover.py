@@ -1,6 +1,7 @@
 """The prover: both modes against a real verifier and anvil, tip switching, Ctrl-C, sign agreement."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import torch
 
 from pol_core.keccak import keccak256
 from pol_core.requirements import compute_requirements
-from pol.client import VerifierClient
+from pol.client import Rejected, VerifierClient
+from pol.reasons import ServiceReason
 from pol_core.step import process_step
 from pol_core.types import InvalidBatchSize
 from pol_core.verify import Proof, compute_verdict
@@ -69,12 +71,33 @@ def test_a_miner_waits_for_a_tip_model_the_verifier_does_not_serve_yet(network, 
 
     t = threading.Thread(target=run)
     t.start()
-    time.sleep(3)  # several refusals of the model
+    deadline = time.monotonic() + 60
+    while not miner.stats.retries.get("UNKNOWN_MODEL") and t.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2.5)  # and asked again after its 2 s wait
     assert t.is_alive() and not failures, failures
-    stored.write_bytes(held)
+    assert miner.stats.retries.get("UNKNOWN_MODEL", 0) >= 2
+    spare = stored.with_suffix(".back")
+    spare.write_bytes(held)
+    os.replace(spare, stored)  # whole, as the store itself writes
     t.join(120)
     assert not t.is_alive() and not failures, failures
     assert miner.stats.blocks_won == 1 and dep.client().get_tip().height == 2
+
+
+def test_a_miner_gives_up_on_a_tip_model_that_never_comes(network, digits):
+    """A verifier that never serves the tip's W' (it did not attest it, or lost it): after model_wait_s
+    the miner ends with the refusal instead of asking for ever."""
+    dep, vp, tmp = network
+    with VerifierClient(f"127.0.0.1:{vp.port}") as client:
+        tip = client.get_tip()
+        r1 = submit_found(client, digits, tip, mine_on(digits, tip))
+    (tmp / "v" / "models" / f"{bytes(r1.new_weights_hash).hex()}.safetensors").unlink()
+    miner = Miner(digits, MinerConfig(target=f"127.0.0.1:{vp.port}", miner=b"\x0d" * 20, mode="fast",
+                                      max_blocks=1, model_wait_s=3.0))
+    with pytest.raises(Rejected) as e:
+        miner.run()
+    assert e.value.reason == ServiceReason.UNKNOWN_MODEL and miner.stats.retries["UNKNOWN_MODEL"] >= 2
 
 
 def test_fast_proof_verifies_with_the_core(digits):

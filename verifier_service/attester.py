@@ -172,6 +172,10 @@ class Attester:
             if rec is not None:
                 self.journal.mark_attested(e.block_hash, rec.tx_hash, e.gas_used, rec.link)
 
+    def is_refused(self, block_hash: bytes) -> bool:
+        """Whether the contract reverted this block: it is never sent again (until a restart)."""
+        return block_hash in self._refused
+
     def _repend(self, tip: TipInfo) -> bool:
         """Mark for sending the first rolled-back (or orphaned) block whose parent is the tip again."""
         for e in self.journal.with_status("reorged", "orphaned"):

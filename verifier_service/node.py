@@ -539,9 +539,11 @@ class VerifierNode:
                 # Attested, and the node's tip has moved to it: the caller's next GetTip shows its block.
                 if entry is not None and entry.status == "attested" and self.tip.header.height >= entry.header.height:
                     return entry
-                # Orphaned (another block holds its height, or the contract refused it): waiting out the
-                # deadline would hold the slot and tell the prover nothing more.
-                if entry is not None and entry.status == "orphaned":
+                # Lost for good (another block holds its height, or the contract refused it): waiting out
+                # the deadline would hold the slot and tell the prover nothing more. An orphan whose
+                # height is still open may be sent again once its parent is the tip (after a rollback).
+                if entry is not None and entry.status == "orphaned" and (
+                        self.tip.header.height >= entry.header.height or self.attester.is_refused(block_hash)):
                     return None
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stopped.is_set():
