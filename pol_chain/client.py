@@ -461,10 +461,8 @@ class ChainClient:
         if self.account is None:
             raise ChainError("this client has no key; it can only read")
         with self._send_lock, self._errors_translated():
-            # At the pending block: the one the transaction lands in. A node that mines on demand keeps
-            # `latest` at the last transaction's time, where an open redraw still reads RedrawTooEarly.
             # Headroom over the estimate: the block's prevrandao is not known yet.
-            estimate = fn.estimate_gas({"from": self.account.address}, "pending")
+            estimate = self._estimate_gas(fn, self.account.address)
             tx = fn.build_transaction({
                 "from": self.account.address,
                 "nonce": self.w3.eth.get_transaction_count(self.account.address, "pending"),
@@ -478,6 +476,19 @@ class ChainClient:
             raise ContractReverted(b"", None, (f"transaction {tx_hash.hex()} reverted",))
         return Receipt("0x" + bytes(tx_hash).hex().removeprefix("0x"), int(rcpt["blockNumber"]), int(rcpt["gasUsed"]),
                        Hash32(b""))
+
+    @staticmethod
+    def _estimate_gas(fn, sender: str) -> int:
+        """At the pending block: the one the transaction lands in. A node that mines on demand (anvil)
+        keeps `latest` at the last transaction's time, where an open redraw still reads RedrawTooEarly.
+        A node that does not take the `pending` tag is asked at `latest` (the attester sends a redraw it
+        refuses there again, since time only moves on)."""
+        try:
+            return int(fn.estimate_gas({"from": sender}, "pending"))
+        except (ContractCustomError, ContractLogicError):
+            raise  # a revert at the pending block is the answer
+        except Web3Exception:
+            return int(fn.estimate_gas({"from": sender}))
 
     def submit_block(self, header: Header, check_tip: bool = True) -> Receipt:
         """Attest `header`; returns once the receipt is in. Reverts arrive as typed exceptions.

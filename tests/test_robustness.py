@@ -258,6 +258,43 @@ def test_an_accepted_block_displaced_on_chain_is_answered_without_waiting_out_th
             assert node.journal.get(bytes(answers[0].block_hash)).status == "orphaned"
 
 
+@contextlib.contextmanager
+def clock_restored(rpc_url: str):
+    """evm_increaseTime moves the session's anvil clock for good; revert to a snapshot afterwards."""
+    from web3 import Web3
+
+    w3 = Web3(Web3.HTTPProvider(rpc_url))
+    snap = w3.provider.make_request("evm_snapshot", [])["result"]
+    try:
+        yield
+    finally:
+        w3.provider.make_request("evm_revert", [snap])
+
+
+def test_a_redraw_the_chain_refuses_as_too_early_is_sent_again_once_open(anvil, digits_cb, tmp_path):
+    """The contract refuses a redraw until the chain's clock reaches its opening (RedrawTooEarly). That
+    refusal passes with time, so the attester keeps the block and sends it again; orphaning it would
+    halt a chain that needed the redraw."""
+    from dataclasses import replace
+
+    from pol_core.header import compute_header_hash
+
+    from .test_chain import next_header
+
+    with clock_restored(anvil.url), running_service(anvil, digits_cb, tmp_path) as (node, _, _target):
+        h = replace(next_header(node.chain, node.deployment, 3), redraw=1)
+        block = compute_header_hash(h)
+        node.journal.record_pending(block, b"\x01" * 32, h, 0.0)
+        node.attester.wake()
+        time.sleep(3)  # several passes, each refused by the contract
+        assert node.journal.get(block).status == "pending" and node.chain.get_tip().height == 0
+        node.chain.rpc("evm_increaseTime", [node.deployment.genesis.redraw_after + 1])
+        deadline = time.monotonic() + 30
+        while node.journal.get(block).status != "attested" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert node.journal.get(block).status == "attested" and node.chain.get_tip().height == 1
+
+
 def test_a_full_disk_is_resource_exhausted_and_leaves_no_partial_file(service, digits, monkeypatch):
     node, target = service
     import verifier_service.journal as journal_mod

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from pol_chain.client import (ChainClient, ChainError, ChainUnavailable, ContractReverted, Receipt, RecordedBlock,
-                              StaleParent, TipInfo)
+                              RedrawTooEarly, StaleParent, TipInfo)
 from pol_core.attestation import QuorumNotMet, compute_quorum_signatures
 
 from .journal import Journal, JournalEntry
@@ -247,6 +247,12 @@ class Attester:
                     continue
                 except StaleParent:
                     continue  # re-read the tip on the next pass; the block may have landed
+                except RedrawTooEarly as e:
+                    # The verifier judged the redraw open by the next block's time; a node whose clock
+                    # lags (or an estimate run at `latest`) refuses it until then. Time only moves on.
+                    log.warning("redraw not open yet on chain; sending again", extra={
+                        "block": entry.block_hash.hex(), "error": str(e)})
+                    continue
                 except ContractReverted as e:
                     log.error("contract refused an accepted block", extra={"block": entry.block_hash.hex(), "error": str(e)})
                     self.journal.mark_orphaned(entry.block_hash)
