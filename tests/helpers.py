@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,3 +144,51 @@ def wait_health(stub, want, timeout: float = 5.0, service: str = "pol.v1.Verifie
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
+
+
+class RpcFront:
+    """A JSON-RPC front for anvil on 127.0.0.1: forwards every request, except that it can stop answering
+    (`frozen`: a hung node, connections accepted and nothing comes back) and can refuse the `pending`
+    block tag (`refuse_pending`: as some nodes and providers do)."""
+
+    PENDING_METHODS = {"eth_estimateGas", "eth_getBlockByNumber", "eth_call"}
+
+    def __init__(self, upstream: str, refuse_pending: bool = False):
+        import http.server
+        import json
+        import urllib.request
+
+        self.frozen = threading.Event()
+        front = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if front.frozen.is_set():
+                    time.sleep(60)
+                    return
+                req = json.loads(body)
+                if refuse_pending and isinstance(req, dict) and req.get("method") in front.PENDING_METHODS \
+                        and "pending" in req.get("params", []):
+                    data = json.dumps({"jsonrpc": "2.0", "id": req.get("id"), "error": {
+                        "code": -32602, "message": "pending block is not available"}}).encode()
+                else:
+                    fwd = urllib.request.Request(upstream, body, {"Content-Type": "application/json"})
+                    data = urllib.request.urlopen(fwd, timeout=10).read()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

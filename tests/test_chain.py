@@ -29,6 +29,8 @@ from pol_core.requirements import compute_requirements
 from pol_core.rulesets import RuleSet
 from pol_core.segment import compute_segment_root
 
+from .helpers import RpcFront
+
 OTHER_KEY = ANVIL_DEV_KEYS[1]
 DEV_KEY = ANVIL_DEV_KEYS[0]
 MINER = b"\x11" * 20
@@ -206,55 +208,12 @@ def test_a_redraw_lands_on_a_quiet_chain(chain_cb, deployed_cb):
     assert chain_cb.submit_block(h).block_hash == compute_header_hash(h)
 
 
-class NoPendingNode:
-    """A JSON-RPC front for anvil that refuses the `pending` block tag, as some nodes and providers do;
-    every other request goes through to anvil unchanged."""
-
-    REFUSED = {"eth_estimateGas", "eth_getBlockByNumber", "eth_call"}
-
-    def __init__(self, upstream: str):
-        import http.server
-        import json
-        import threading
-        import urllib.request
-
-        refused = self.REFUSED
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                req = json.loads(body)
-                if isinstance(req, dict) and req.get("method") in refused and "pending" in req.get("params", []):
-                    out = json.dumps({"jsonrpc": "2.0", "id": req.get("id"),
-                                      "error": {"code": -32602, "message": "pending block is not available"}}).encode()
-                else:
-                    fwd = urllib.request.Request(upstream, body, {"Content-Type": "application/json"})
-                    with urllib.request.urlopen(fwd, timeout=30) as r:
-                        out = r.read()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_a_node_without_a_pending_block_still_takes_blocks(chain_cb, deployed_cb):
     """The gas estimate runs at `pending`; a node that refuses that tag is asked at `latest` rather
     than every block failing to send (and the chain's clock falls back the same way)."""
     from web3.exceptions import Web3Exception
 
-    node = NoPendingNode(deployed_cb.rpc_url)
+    node = RpcFront(deployed_cb.rpc_url, refuse_pending=True)
     try:
         client = replace(deployed_cb, rpc_url=node.url).client(DEV_KEY)
         with pytest.raises(Web3Exception):

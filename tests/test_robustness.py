@@ -29,7 +29,7 @@ from verifier_service.metrics import Metrics
 from verifier_service.node import VerifierNode
 from verifier_service.server import create_server
 
-from .helpers import KEY, MINER, deploy_fresh, mine_on, mine_segment_on, submit_found, submit_segment_found
+from .helpers import KEY, MINER, RpcFront, deploy_fresh, mine_on, mine_segment_on, submit_found, submit_segment_found
 
 FIXED_K = dict(min_difficulty=2, max_difficulty=2)  # k does not drift with time: a rolled-back header stays valid
 
@@ -500,44 +500,6 @@ def test_anvil_killed_and_restarted_from_its_state_file(digits, tmp_path):
         a.stop()
 
 
-class FreezableProxy:
-    """An HTTP JSON-RPC forwarder to anvil that can stop answering (a hung node: connections are
-    accepted, nothing comes back)."""
-
-    def __init__(self, upstream: str):
-        import http.server
-        import urllib.request
-
-        self.frozen = threading.Event()
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if proxy.frozen.is_set():
-                    time.sleep(60)
-                    return
-                req = urllib.request.Request(upstream, body, {"Content-Type": "application/json"})
-                data = urllib.request.urlopen(req, timeout=10).read()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_a_hung_chain_node_is_flagged_in_seconds(anvil, digits, tmp_path):
     """A node that accepts connections and never answers: degraded and NOT_SERVING after about the
     request timeout (the issue measured 153 s), and proofs are refused UNAVAILABLE meanwhile."""
@@ -547,7 +509,7 @@ def test_a_hung_chain_node_is_flagged_in_seconds(anvil, digits, tmp_path):
     from .helpers import wait_health
 
     dep = deploy_fresh(anvil.url, digits, tmp_path / "d.json", **FIXED_K)
-    proxy = FreezableProxy(anvil.url)
+    proxy = RpcFront(anvil.url)
     cfg = VerifierConfig(receipt_wait_s=5, rpc_timeout_s=1, chain_retry_max_s=0.5)
     node = VerifierNode(task=digits, deployment=dep, journal=Journal(tmp_path / "v" / "j.sqlite"),
                         chain=ChainClient(proxy.url, dep.address, load_abi(), KEY, request_timeout=cfg.rpc_timeout_s),
