@@ -46,7 +46,7 @@ class VerifierConfig:
     rpc_timeout_s: float = 3.0  # one JSON-RPC request; a hung node is flagged after about this
     max_pending_age_s: float = 120.0  # an accepted block older than this without its receipt: degraded
     min_free_bytes: int = 64 << 20  # less free disk under data_root than this: degraded
-    receipt_wait_s: float = 30.0  # how long SubmitProof waits for the attestation receipt (not for an orphaned block)
+    receipt_wait_s: float = 30.0  # how long SubmitProof waits for the receipt (not for a block lost for good)
     chunk_size: int = 1 << 20  # GetModel chunk size
     chain_retry_max_s: float = 5.0  # backoff ceiling while the chain node is unreachable
     checkpoint_every: int = 16  # chain-bound: keep W' of every N-th height; others are rebuilt by replay
