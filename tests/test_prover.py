@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -49,16 +50,24 @@ def test_both_modes_mine_blocks_the_verifier_accepts(network, digits, mode):
     assert all(b.header.miner == b"\x0a" * 20 for b in blocks[1:])
 
 
-def test_a_miner_waits_for_a_tip_model_the_verifier_does_not_serve_yet(network, digits):
-    """GetModel answers UNKNOWN_MODEL for the tip's W' (a rollback, a member still catching up): the miner
-    keeps asking instead of exiting, and mines on once the model is served."""
-    dep, vp, tmp = network
+def land_a_block_and_drop_its_model(network, digits) -> tuple[Path, bytes]:
+    """Block 1 lands through the verifier; then its W' file leaves the verifier's store, so GetModel of
+    the tip answers UNKNOWN_MODEL. Returns the file's path and bytes, to put it back."""
+    _, vp, tmp = network
     with VerifierClient(f"127.0.0.1:{vp.port}") as client:
         tip = client.get_tip()
         r1 = submit_found(client, digits, tip, mine_on(digits, tip))
     stored = tmp / "v" / "models" / f"{bytes(r1.new_weights_hash).hex()}.safetensors"
     held = stored.read_bytes()
     stored.unlink()
+    return stored, held
+
+
+def test_a_miner_waits_for_a_tip_model_the_verifier_does_not_serve_yet(network, digits):
+    """GetModel answers UNKNOWN_MODEL for the tip's W' (a rollback, a member still catching up): the miner
+    keeps asking instead of exiting, and mines on once the model is served."""
+    dep, vp, _ = network
+    stored, held = land_a_block_and_drop_its_model(network, digits)
     miner = Miner(digits, MinerConfig(target=f"127.0.0.1:{vp.port}", miner=b"\x0d" * 20, mode="fast", candidates=64,
                                       max_blocks=1, seed=4))
     failures: list[BaseException] = []
@@ -88,11 +97,8 @@ def test_a_miner_waits_for_a_tip_model_the_verifier_does_not_serve_yet(network, 
 def test_a_miner_gives_up_on_a_tip_model_that_never_comes(network, digits):
     """A verifier that never serves the tip's W' (it did not attest it, or lost it): after model_wait_s
     the miner ends with the refusal instead of asking for ever."""
-    dep, vp, tmp = network
-    with VerifierClient(f"127.0.0.1:{vp.port}") as client:
-        tip = client.get_tip()
-        r1 = submit_found(client, digits, tip, mine_on(digits, tip))
-    (tmp / "v" / "models" / f"{bytes(r1.new_weights_hash).hex()}.safetensors").unlink()
+    _, vp, _ = network
+    land_a_block_and_drop_its_model(network, digits)
     miner = Miner(digits, MinerConfig(target=f"127.0.0.1:{vp.port}", miner=b"\x0d" * 20, mode="fast",
                                       max_blocks=1, model_wait_s=3.0))
     with pytest.raises(Rejected) as e:

@@ -239,8 +239,8 @@ def test_a_client_that_hangs_up_during_verification_keeps_its_slot_until_the_thr
                                   admission=Admission(2), verify_pool=futures.ThreadPoolExecutor(16),
                                   pacer=RefusalPacer(1, 1, 4), _verify=slow_verify)
 
-        async def read_upload(it: Any, peer: str) -> tuple[None, Any, bytes, int]:
-            return None, s.admission.admit(peer, None), b"", 1
+        async def read_upload(it: Any, peer: str, cid: str | None) -> tuple[None, Any, bytes, int]:
+            return None, s.admission.admit(peer, cid), b"", 1
 
         s._read_upload = read_upload
 
@@ -250,7 +250,7 @@ def test_a_client_that_hangs_up_during_verification_keeps_its_slot_until_the_thr
 
         for i in range(6):  # each uploads, then hangs up while its proof is verified (or waits for a slot)
             peer = f"ipv4:10.0.0.{i}:1"
-            t = asyncio.create_task(VerifierServicer._submit(s, Upload(), peer, peer, peer))  # type: ignore[arg-type]
+            t = asyncio.create_task(VerifierServicer._submit(s, Upload(), peer, None, peer))  # type: ignore[arg-type]
             await asyncio.sleep(0.02)
             t.cancel()
         await asyncio.sleep(0.05)

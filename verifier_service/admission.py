@@ -191,10 +191,11 @@ def is_charged(e: BaseException) -> bool:
 
 class RefusalPacer:
     """Each client (a connection, or a client id within it) may have `burst` proofs refused at once and
-    `per_s` more each second; past that, its next upload waits, unread, until the budget refills. Every refusal costs the event loop a whole
-    call, so a client looping on bad proofs would otherwise set the service's pace (docs/BENCHMARKS.md);
-    an honest prover, refused now and then (a stale parent as a block lands), never waits. A connection
-    in flight with several uploads can run into debt, and then waits longer."""
+    `per_s` more each second; past that, its next upload waits, unread, until the budget refills. Every
+    refusal costs the event loop a whole call, so a client looping on bad proofs would otherwise set the
+    service's pace (docs/BENCHMARKS.md); an honest prover, refused now and then (a stale parent as a
+    block lands), never waits. A connection in flight with several uploads can run into debt, and then
+    waits longer."""
 
     MAX_TRACKED = 4096  # connections remembered; past it, those whose budget is full again are dropped
     MAX_DEBT = 8.0  # refusals a connection can owe: its wait stays bounded, and so does its entry's life

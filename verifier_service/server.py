@@ -327,7 +327,7 @@ class VerifierServicer(pb_grpc.VerifierServicer):
     async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.read_pool, fn, *args)
 
-    async def _read_upload(self, it: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    async def _read_upload(self, it: AsyncIterator[Any], peer: str, cid: str | None
                            ) -> tuple[pb.ProofHeader, Ticket, bytes, int]:
         """The header, a ticket for it, the weight bytes and the verification's cost; every read
         bounded by the idle deadline, the whole upload by the total one."""
@@ -356,7 +356,7 @@ class VerifierServicer(pb_grpc.VerifierServicer):
         check_header(self.node, h)
         cost = compute_verification_cost(self.node, h)
         # Admission comes before any expensive step: reading W, hashing it, waiting for a slot.
-        ticket = self.admission.admit(context.peer(), client_id(context))
+        ticket = self.admission.admit(peer, cid)
         try:
             cap = self.node.max_weights_bytes()
             chunks, total = [], 0
@@ -403,24 +403,23 @@ class VerifierServicer(pb_grpc.VerifierServicer):
         # A block accepted now could not reach the chain: say so instead of a hollow OK.
         if problems:
             raise Refused(ServiceReason.DEGRADED, "; ".join(problems))
-        peer = context.peer()
+        peer, cid = context.peer(), client_id(context)
         # Refusals are paced per client id within the connection, as shares are split: channels in one
         # process share a connection, and a flooding client there must not hold back an honest one.
-        paced = f"{peer}/{client_id(context) or ''}"
+        paced = f"{peer}/{cid or ''}"
         await self.pacer.wait(paced)  # a client refused too often waits before anything else
         try:
-            return await self._submit(request_iterator, context, peer, paced)
+            return await self._submit(request_iterator, peer, cid, paced)
         except BaseException as e:
             if is_charged(e):
                 self.pacer.charge(paced)
             raise
 
-    async def _submit(self, request_iterator: Any, context: grpc.aio.ServicerContext, peer: str, paced: str
-                      ) -> pb.SubmitProofResponse:
+    async def _submit(self, request_iterator: Any, peer: str, cid: str | None, paced: str) -> pb.SubmitProofResponse:
         # Wait for a place before a message is read: a waiting upload costs the loop nothing.
         await self.room.enter(peer, self.cfg.queue_wait_s)
         try:
-            h, ticket, blob, cost = await self._read_upload(request_iterator.__aiter__(), context)
+            h, ticket, blob, cost = await self._read_upload(request_iterator.__aiter__(), peer, cid)
         except BaseException:
             self.room.leave(peer)
             raise
